@@ -1,0 +1,251 @@
+"""`specc`: validate, plan, run, status, query, report, ingest, schema.
+
+Bad input is reported as located, readable errors with exit code 2; a run
+whose jobs failed exits 1. No command prints a traceback for a user error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from specc.errors import SpecErrors, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compile preference-alignment experiment specs into jobs, run them, query and report results.")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+SpecArg = Annotated[Path, typer.Argument(help="spec file (YAML)")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="overrides key.path=value", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override key.path=value (repeatable)")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="apply a named profile of the spec")]
+WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", help="workspace dir (default: the spec's `workspace`)")]
+MaxJobsOpt = Annotated[Optional[int], typer.Option("--max-jobs", help="raise the job-count limit for large sweeps")]
+
+
+def _compile(spec: Path, overrides, sets, profile, max_jobs=None):
+    from specc.compiler.plan import compile_spec
+
+    return compile_spec(spec, profile=profile, overrides=[*(sets or []), *(overrides or [])], max_jobs=max_jobs)
+
+
+def _workspace(plan, workspace: Path | None) -> Path:
+    return Path(workspace) if workspace else Path(plan.spec.workspace)
+
+
+@app.command()
+def validate(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
+             max_jobs: MaxJobsOpt = None):
+    """Check a spec; print every error with file:line:column."""
+    plan = _compile(spec, overrides, set_, profile, max_jobs)
+    console.print(f"[green]ok[/green] {spec}: {len(plan.spec.stages)} stages, {len(plan.jobs)} jobs")
+
+
+@app.command()
+def plan(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
+         workspace: WorkspaceOpt = None, max_jobs: MaxJobsOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False):
+    """Show the jobs a spec expands to, by wave, with what is already done."""
+    from specc.runtime.jobdir import JobDir
+
+    compiled = _compile(spec, overrides, set_, profile, max_jobs)
+    root = _workspace(compiled, workspace) / "jobs"
+    states = {job.id: _state(JobDir(root / job.id)) for job in compiled.jobs}
+    if as_json:
+        print(json.dumps({"spec": compiled.spec.name, "executor": compiled.executor.model_dump(),
+                          "jobs": [{**job.to_json(), "status": states[job.id]} for job in compiled.jobs]}, indent=1))
+        return
+    table = Table(title=f"{compiled.spec.name}: {len(compiled.jobs)} jobs, executor {compiled.executor.kind}")
+    for column in ("wave", "stage", "kind", "swept values", "job id", "status"):
+        table.add_column(column)
+    for job in compiled.jobs:
+        swept = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in job.sweep.items() if k.startswith(job.stage + "."))
+        table.add_row(str(job.wave), job.stage, job.kind, swept or "-", job.id, states[job.id])
+    console.print(table)
+
+
+def _state(jd) -> str:
+    if jd.is_done():
+        return "cached"
+    return {"failed": "failed", "running": "running", "interrupted": "resumable"}.get(jd.status().get("state"), "pending")
+
+
+@app.command()
+def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
+        workspace: WorkspaceOpt = None, max_jobs: MaxJobsOpt = None,
+        executor: Annotated[Optional[str], typer.Option(help="debug | local (overrides the spec)")] = None,
+        max_parallel: Annotated[Optional[int], typer.Option(help="jobs at once (local)")] = None,
+        report: Annotated[bool, typer.Option(help="write the HTML report when done")] = True):
+    """Run every job of a spec that is not done yet, ingest results, write the report."""
+    from specc.runtime.executor import run_local
+    from specc.store.db import ingest, record_spec
+
+    compiled = _compile(spec, overrides, set_, profile, max_jobs)
+    ws = _workspace(compiled, workspace)
+    kind = executor or compiled.executor.kind
+    if kind not in ("debug", "local"):
+        raise UserError(f"executor '{kind}' is not available in this version; use debug or local")
+    record_spec(ws, compiled)
+    started = time.time()
+
+    def on_event(event, job, info=""):
+        style = {"done": "green", "failed": "red", "blocked": "yellow", "cached": "dim"}.get(event, "cyan")
+        console.print(f"[{style}]{event:>8}[/{style}] {job.stage:<16} {job.id} {info}")
+
+    result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event)
+    ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
+    elapsed = time.time() - started
+    if not result.done and not result.failed and not result.blocked:
+        console.print(f"every job already done ({len(result.cached)} cached); nothing to run")
+    console.print(f"{len(result.done)} ran, {len(result.cached)} cached, {len(result.failed)} failed, "
+                  f"{len(result.blocked)} blocked in {elapsed:.1f}s; results in {ws / 'specc.duckdb'}")
+    for job_id, message in result.failed.items():
+        err_console.print(f"[red]failed[/red] {job_id}: {message}")
+    if report:
+        out = _write_report(ws, compiled.spec.name, None)
+        console.print(f"report: {out}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
+           workspace: WorkspaceOpt = None):
+    """Counts of done / running / pending / failed / blocked jobs by stage, and the slowest jobs."""
+    from specc.runtime.jobdir import JobDir
+    from specc.store.db import ingest
+
+    compiled = _compile(spec, overrides, set_, profile)
+    ws = _workspace(compiled, workspace)
+    states, walls = {}, []
+    for job in compiled.jobs:
+        jd = JobDir(ws / "jobs" / job.id)
+        state = "done" if jd.is_done() else jd.status().get("state", "pending")
+        if state == "interrupted":
+            state = "pending"
+        if state == "pending" and any(states.get(u) in ("failed", "blocked") for u in job.upstream.values()):
+            state = "blocked"
+        states[job.id] = state
+        if jd.status().get("wall_s") is not None:
+            walls.append((jd.status()["wall_s"], job))
+    table = Table(title=f"{compiled.spec.name}: {len(compiled.jobs)} jobs")
+    columns = ("done", "running", "pending", "failed", "blocked")
+    table.add_column("stage")
+    for c in columns:
+        table.add_column(c, justify="right")
+    for stage in compiled.spec.stages:
+        counts = [sum(1 for j in compiled.jobs if j.stage == stage and states[j.id] == c) for c in columns]
+        table.add_row(stage, *(str(n) for n in counts))
+    console.print(table)
+    for wall, job in sorted(walls, key=lambda x: -x[0])[:5]:
+        console.print(f"  slowest: {job.stage:<16} {job.id} {wall:.1f}s")
+    if (ws / "jobs").exists():
+        ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
+
+
+@app.command()
+def ingest(workspace: Annotated[Path, typer.Argument(help="workspace dir")] = Path("runs")):
+    """Ingest finished and in-progress job dirs into the workspace's DuckDB file."""
+    from specc.store.db import ingest as ingest_store
+
+    counts = ingest_store(workspace, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
+    console.print(f"ingested {counts['files']} new files ({counts['rows']} metric rows) from {counts['jobs']} jobs")
+
+
+@app.command()
+def query(sql: Annotated[str, typer.Argument(help="SQL (read-only)")],
+          workspace: Annotated[Path, typer.Option("--workspace", "-w")] = Path("runs"),
+          fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table"):
+    """Run read-only SQL over the results store."""
+    import duckdb
+
+    from specc.store.db import query as run_query
+
+    try:
+        columns, rows = run_query(workspace, sql)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    except duckdb.Error as exc:
+        message = str(exc).splitlines()[0]
+        if "read-only" in message or "read only" in message:
+            message = "the store is opened read-only: queries cannot change it (" + message + ")"
+        raise UserError(message) from None
+    if fmt == "json":
+        print(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1))
+    elif fmt == "csv":
+        import csv
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table()
+        for c in columns:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        console.print(table)
+
+
+@app.command()
+def report(spec: SpecArg, output: Annotated[Optional[Path], typer.Option("--output", "-o")] = None,
+           overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None, workspace: WorkspaceOpt = None):
+    """Write the spec's HTML report (one self-contained file)."""
+    from specc.store.db import ingest as ingest_store
+
+    compiled = _compile(spec, overrides, set_, profile)
+    ws = _workspace(compiled, workspace)
+    if not (ws / "jobs").exists():
+        raise UserError(f"nothing to report: no jobs in {ws} (run the spec first: specc run {spec})")
+    ingest_store(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
+    out = _write_report(ws, compiled.spec.name, output, compiled.spec.report.figures)
+    console.print(f"report: {out}")
+
+
+def _write_report(ws: Path, name: str, output: Path | None, figures=None) -> Path:
+    from specc.reports.render import render_report
+
+    return render_report(ws, name, output or ws / "reports" / f"{name}.html", figures)
+
+
+@app.command()
+def schema(output: Annotated[Optional[Path], typer.Option("--output", "-o")] = None):
+    """Print the JSON Schema of the spec language (for editor completion)."""
+    from specc.compiler.schema import Spec
+
+    text = json.dumps(Spec.model_json_schema(), indent=1)
+    if output:
+        output.write_text(text + "\n")
+    else:
+        print(text)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except SpecErrors as exc:
+        for error in exc.errors:
+            err_console.print(str(error), markup=False)
+        err_console.print(f"{len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}", style="red")
+        sys.exit(2)
+    except UserError as exc:
+        err_console.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise

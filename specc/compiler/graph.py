@@ -1,0 +1,183 @@
+"""Stage references -> a checked DAG of stages.
+
+A reference is a stage name, optionally with a checkpoint step: `online@800`.
+Which fields are references, and which stage kinds each may name, is the
+table below; everything else about the graph (cycles, dangling names, replay
+of a non-online stage, a checkpoint step never saved) is checked here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specc.compiler.schema import AlignStage, Spec
+from specc.compiler.source import Source
+from specc.errors import SpecError, did_you_mean
+
+POLICY = ("sft", "align")
+JUDGE = ("oracle", "preference_model")
+PAIR_DATA = ("dataset", "label", "pairs")
+
+# kind -> {field path: stage kinds it may name}
+REFERENCE_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "dataset": {},
+    "oracle": {"data": ("dataset",)},
+    "label": {"data": PAIR_DATA, "judge": JUDGE},
+    "sft": {"data": PAIR_DATA},
+    "preference_model": {"data": PAIR_DATA, "init": POLICY + ("preference_model",)},
+    "align": {
+        "init": POLICY,
+        "sampler.online": JUDGE,
+        "sampler.offline": PAIR_DATA,
+        "sampler.replay": ("align",),
+        "evaluate.baseline": POLICY,
+        "evaluate.judge": JUDGE,
+        "evaluate.pairs": PAIR_DATA,
+        "prompts": ("dataset",),
+    },
+    "pairs": {"a": POLICY, "b": POLICY, "judge": JUDGE, "prompts": ("dataset",)},
+}
+CHECKPOINT_FIELDS = {"init", "a", "b", "evaluate.baseline"}  # where `stage@step` is allowed
+
+
+@dataclass(frozen=True)
+class Reference:
+    role: str  # field path, with an index for lists: "data.1"
+    stage: str
+    step: int | None  # a named checkpoint, None = the stage's final output
+
+
+def get_path(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part, None) if not isinstance(obj, dict) else obj.get(part)
+        if obj is None:
+            return None
+    return obj
+
+
+def parse_reference(text: str) -> tuple[str, int | None] | None:
+    name, sep, step = text.partition("@")
+    if not sep:
+        return name, None
+    return (name, int(step)) if step.isdigit() else None
+
+
+def stage_references(spec: Spec, source: Source, errors: list[SpecError]) -> dict[str, list[Reference]]:
+    """Resolve and check every reference; infer `prompts` where it is unique."""
+    refs: dict[str, list[Reference]] = {}
+    for name, stage in spec.stages.items():
+        refs[name] = []
+        for field, kinds in REFERENCE_FIELDS[stage.kind].items():
+            value = get_path(stage, field)
+            values = value if isinstance(value, list) else [value]
+            for i, text in enumerate(values):
+                if text is None:
+                    continue
+                role = f"{field}.{i}" if isinstance(value, list) else field
+                where = ("stages", name) + tuple(role.split("."))
+                ref = _check_reference(spec, name, role, field, text, kinds, source, where, errors)
+                if ref is not None:
+                    refs[name].append(ref)
+    _check_cycles(refs, source, errors)
+    if not any(e.message.endswith("(cycle)") for e in errors):
+        _infer_prompts(spec, refs, source, errors)
+    return refs
+
+
+def _check_reference(spec, name, role, field, text, kinds, source, where, errors) -> Reference | None:
+    loc = source.locate(where)
+    dotted = ".".join(str(p) for p in where)
+    parsed = parse_reference(text)
+    if parsed is None:
+        errors.append(SpecError(loc, dotted, f"bad reference '{text}': expected a stage name or stage@step"))
+        return None
+    target, step = parsed
+    if target not in spec.stages:
+        errors.append(SpecError(loc, dotted, f"unknown stage '{target}'{did_you_mean(target, spec.stages)}"))
+        return None
+    target_kind = spec.stages[target].kind
+    if target_kind not in kinds:
+        errors.append(SpecError(loc, dotted, f"'{target}' is a {target_kind} stage; expected a stage of kind {' or '.join(kinds)}"))
+        return None
+    if field == "evaluate.baseline" and target == name:
+        return None  # "evaluate against myself" means: against my init (the golden policy's case)
+    if step is not None:
+        if field not in CHECKPOINT_FIELDS:
+            errors.append(SpecError(loc, dotted, f"a checkpoint step (@{step}) is not allowed in {field}"))
+            return None
+        train = spec.stages[target].train
+        saved = set(train.save_at) | {train.steps}
+        if step not in saved:
+            errors.append(SpecError(loc, dotted, f"'{target}' never saves step {step}: it saves {sorted(saved)} (add {step} to its train.save_at)"))
+            return None
+    if field == "sampler.replay" and spec.stages[target].sampler.online is None:
+        errors.append(SpecError(loc, dotted, f"'{target}' is not an online stage: only an online align stage records a stream to replay"))
+        return None
+    return Reference(role, target, step)
+
+
+def _check_cycles(refs, source, errors) -> None:
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+
+    def visit(name, trail):
+        state[name] = 1
+        for ref in refs[name]:
+            if state.get(ref.stage) == 1:
+                cycle = trail[trail.index(ref.stage):] + [ref.stage] if ref.stage in trail else [name, ref.stage]
+                where = ("stages", name) + tuple(ref.role.split("."))
+                errors.append(SpecError(source.locate(where), ".".join(map(str, where)),
+                                        f"references form a loop: {' -> '.join(cycle)} (cycle)"))
+            elif ref.stage not in state:
+                visit(ref.stage, trail + [ref.stage])
+        state[name] = 2
+
+    for name in refs:
+        if name not in state:
+            visit(name, [name])
+
+
+def _infer_prompts(spec, refs, source, errors) -> None:
+    """Align and pairs stages sample prompts: from `prompts`, or the one dataset upstream."""
+    for name, stage in spec.stages.items():
+        if stage.kind not in ("align", "pairs") or stage.prompts is not None:
+            continue
+        datasets = sorted(_dataset_ancestors(name, spec, refs, set()))
+        if len(datasets) == 1:
+            refs[name].append(Reference("prompts", datasets[0], None))
+        else:
+            why = "none found upstream" if not datasets else f"several upstream: {', '.join(datasets)}"
+            errors.append(SpecError(source.locate(("stages", name)), f"stages.{name}.prompts",
+                                    f"which dataset's prompts? set `prompts` ({why})"))
+
+
+def _dataset_ancestors(name, spec, refs, seen) -> set[str]:
+    if name in seen:
+        return set()
+    seen.add(name)
+    if spec.stages[name].kind == "dataset":
+        return {name}
+    found = set()
+    for ref in refs[name]:
+        if ref.role.startswith("evaluate."):
+            continue  # the judge or baseline does not decide the task
+        found |= _dataset_ancestors(ref.stage, spec, refs, seen)
+    return found
+
+
+def topological_order(refs: dict[str, list[Reference]]) -> list[str]:
+    order, done = [], set()
+
+    def visit(name):
+        if name in done:
+            return
+        done.add(name)
+        for ref in refs[name]:
+            visit(ref.stage)
+        order.append(name)
+
+    for name in refs:
+        visit(name)
+    return order
+
+
+__all__ = ["Reference", "REFERENCE_FIELDS", "stage_references", "topological_order", "AlignStage"]

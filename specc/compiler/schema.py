@@ -1,0 +1,290 @@
+"""The spec language as pydantic models.
+
+Every block forbids unknown keys. Fields that name another stage are plain
+strings here (`init: sft`, `checkpoint: online@800`); `compiler.graph`
+resolves them into DAG edges. Defaults are documented where they pick a side
+of a question the field disagrees on (IPO normalisation, tie handling).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+class Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(Block):
+    """Which network a stage trains. `tiny` models are built from config (no download)."""
+
+    family: Literal["tiny", "hub"] = "tiny"
+    size: Literal["XS", "S", "M", "L"] = "S"  # tiny sizes; see runtime.models.TINY_SIZES
+    name: str | None = None  # hub model name or local path, for family=hub
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+    @model_validator(mode="after")
+    def _hub_needs_name(self):
+        if self.family == "hub" and not self.name:
+            raise ValueError("family 'hub' needs `name`: a hub model name or a local path")
+        return self
+
+
+class TrainSettings(Block):
+    steps: PositiveInt = 200
+    batch_size: PositiveInt = 32
+    lr: Annotated[float, Field(gt=0)] = 1e-4
+    warmup: NonNegInt = 0  # linear warm-up steps
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
+    seed: NonNegInt = 0
+    eval_every: PositiveInt = 25  # evaluate at step 0, every eval_every steps and at the end
+    checkpoint_every: PositiveInt = 50  # resume points (overwritten)
+    save_at: list[NonNegInt] = []  # steps kept as named checkpoints, e.g. for `online@800`
+    threads: PositiveInt = 1  # torch threads; part of what makes a CPU run bit-reproducible
+
+
+class LossSettings(Block):
+    """Preference losses on h = log-ratio margin of policy vs reference (paper Sec. 2, App. B)."""
+
+    name: Literal["ipo", "dpo", "bo2", "slic"] = "ipo"
+    beta: Annotated[float, Field(gt=0)] = 0.1
+    # IPO: sum log-probs over response tokens (paper) or average them (TRL offline)
+    normalize: Literal["sum", "mean"] = "sum"
+
+
+class EvaluateSettings(Block):
+    """The paper's evaluation protocol (Sec. 3, App. D)."""
+
+    baseline: str | None = None  # policy stage to beat; None = the stage's own init
+    judge: str | None = None  # golden judge stage; required for win rates
+    pairs: str | None = None  # pair dataset (D_golden) for classifier accuracy and winner/loser log-probs
+    kl_prompts: PositiveInt = 256  # one sample each, exact per-token KL to the reference
+    win_prompts: PositiveInt = 512  # fixed held-out prompts, judged symmetrised
+    classifier_pairs: PositiveInt = 256  # pairs of D_golden for policy-as-classifier accuracy
+    seed: NonNegInt = 1234  # evaluation draws are independent of training draws
+
+
+class SamplerSettings(Block):
+    """Where an align stage's labelled pairs come from: exactly one of online / offline / replay."""
+
+    online: str | None = None  # judge stage labelling the policy's own samples
+    offline: str | None = None  # pair dataset stage (label or pairs)
+    replay: str | None = None  # an online align stage whose recorded stream is replayed
+    shuffle: Annotated[float, Field(ge=0, le=1)] = 0.0  # replay only: 0 = exact order, 1 = uniform
+    label: Literal["argmax", "sample"] = "argmax"  # online: judge's preferred side, or sampled from its probability
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self):
+        given = [k for k in ("online", "offline", "replay") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of online / offline / replay, got {given or 'none'}")
+        if self.shuffle and self.replay is None:
+            raise ValueError("shuffle applies to replay only")
+        return self
+
+
+class SyntheticTask(Block):
+    """The embedded preference task; see docs/embedded-task.md."""
+
+    variant: Literal["topic", "motif"] = "motif"
+    vocab: Annotated[int, Field(ge=8, le=4096)] = 32
+    prompt_len: Annotated[int, Field(ge=2, le=256)] = 8
+    response_len: Annotated[int, Field(ge=2, le=256)] = 16
+    train_prompts: PositiveInt = 4096
+    eval_prompts: PositiveInt = 512
+    label_temperature: Annotated[float, Field(gt=0)] = 0.1  # D_initial labels ~ Bernoulli(sigmoid(dr/T))
+    behaviour_temperature: Annotated[float, Field(gt=0)] = 1.0  # mediocre generator of D_initial
+    seed: NonNegInt = 0
+
+
+class StageBase(Block):
+    description: str | None = None
+    sweep: "Sweep | None" = None
+
+
+class DatasetStage(StageBase):
+    kind: Literal["dataset"]
+    source: Literal["synthetic", "files", "hub"] = "synthetic"
+    task: SyntheticTask = SyntheticTask()
+    format: Literal["anthropic_hh", "tldr", "chatbot_arena", "generic"] | None = None
+    path: str | None = None
+    hub_name: str | None = None
+    subset: str | None = None
+    split: str = "train"
+    limit: PositiveInt | None = None
+    tokenizer: str | None = None  # hub name or path; real data needs one
+    max_prompt_tokens: PositiveInt = 512
+    max_response_tokens: PositiveInt = 128
+
+    @model_validator(mode="after")
+    def _source_fields(self):
+        if self.source == "files" and not (self.path and self.format and self.tokenizer):
+            raise ValueError("source 'files' needs `path`, `format` and `tokenizer`")
+        if self.source == "hub" and not (self.hub_name and self.format and self.tokenizer):
+            raise ValueError("source 'hub' needs `hub_name`, `format` and `tokenizer`")
+        return self
+
+
+class OracleStage(StageBase):
+    """The hidden golden judge of a synthetic task (stands in for human raters)."""
+
+    kind: Literal["oracle"]
+    data: str
+
+
+class LabelStage(StageBase):
+    """Relabel a pair dataset with a judge: D_golden = label(D_initial, golden)."""
+
+    kind: Literal["label"]
+    data: str
+    judge: str
+    mode: Literal["argmax", "sample"] = "argmax"
+
+
+class SftStage(StageBase):
+    """Supervised fine-tuning on all responses (both sides) of pair datasets."""
+
+    kind: Literal["sft"]
+    data: str | list[str]
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+
+
+class PreferenceModelStage(StageBase):
+    """A proxy (or golden) judge trained on labelled pairs (App. A)."""
+
+    kind: Literal["preference_model"]
+    data: str
+    init: str | None = None  # a policy to start from, e.g. sft
+    form: Literal["pairwise", "pointwise"] = "pairwise"
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+
+
+class AlignStage(StageBase):
+    """Policy optimisation from `init` with a sampler and a loss."""
+
+    kind: Literal["align"]
+    init: str
+    sampler: SamplerSettings
+    loss: LossSettings = LossSettings()
+    train: TrainSettings = TrainSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+    prompts: str | None = None  # dataset stage to draw prompts from; inferred when unique
+
+
+class PairsStage(StageBase):
+    """D_{a vs b}: sample one response from each of two policies per prompt, judge them (Sec. 6)."""
+
+    kind: Literal["pairs"]
+    a: str
+    b: str
+    judge: str
+    prompts: str | None = None
+    count: PositiveInt = 2048
+    seed: NonNegInt = 0
+
+
+Stage = Annotated[
+    Union[DatasetStage, OracleStage, LabelStage, SftStage, PreferenceModelStage, AlignStage, PairsStage],
+    Field(discriminator="kind"),
+]
+STAGE_MODELS = {m.model_fields["kind"].annotation.__args__[0]: m for m in
+                (DatasetStage, OracleStage, LabelStage, SftStage, PreferenceModelStage, AlignStage, PairsStage)}
+
+
+class Sweep(Block):
+    """Products of zips: `grid` axes cross, each `zip` group pairs its lists element-wise."""
+
+    grid: dict[str, list[Any]] = {}
+    zip: list[dict[str, list[Any]]] = []
+    seeds: list[NonNegInt] | None = None  # sets train.seed (or seed)
+    where: list[str] = []  # keep a point only if every expression holds, e.g. "loss.beta < 1"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data):
+        """`sweep: {train.lr: [...]}` and aliases like `lr` are grid axes."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        grid = data.get("grid", {})
+        grid = dict(grid) if isinstance(grid, dict) else grid
+        if isinstance(data.get("zip"), dict):
+            data["zip"] = [data["zip"]]
+        for key in list(data):
+            if key in cls.model_fields:
+                continue
+            if "." in key or key in SWEEP_ALIASES:
+                if isinstance(grid, dict):
+                    grid[key] = data.pop(key)
+        if grid is not None:
+            data["grid"] = grid
+        return data
+
+
+SWEEP_ALIASES = {
+    "lr": "train.lr", "steps": "train.steps", "batch_size": "train.batch_size", "seed": "train.seed",
+    "beta": "loss.beta", "loss": "loss.name", "size": "model.size", "shuffle": "sampler.shuffle",
+}
+
+
+class ExecutorSettings(Block):
+    kind: Literal["debug", "local", "slurm"] = "local"
+    max_parallel: PositiveInt = 1  # local: jobs at once; cores are split between them
+    partition: str | None = None
+    gpus: NonNegInt = 0
+    cpus: PositiveInt = 2
+    mem_gb: PositiveInt = 8
+    time_min: PositiveInt = 60
+    account: str | None = None
+    qos: str | None = None
+    array_parallelism: PositiveInt = 64
+
+
+class CustomFigure(Block):
+    title: str
+    sql: str
+    mark: Literal["line", "point", "bar"] = "line"
+    x: str
+    y: str
+    color: str | None = None
+
+
+class ReportSettings(Block):
+    figures: list[str] | None = None  # None = every built-in figure the data supports
+    custom: dict[str, CustomFigure] = {}
+
+
+class Defaults(Block):
+    """Blocks merged under every stage that has them; a stage's own keys win."""
+
+    model: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    loss: dict[str, Any] = {}
+
+
+class Spec(Block):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    extends: str | list[str] | None = None  # base spec file(s), relative to this file; merged first
+    workspace: str = "runs"  # job dirs, DuckDB file and reports; relative to the current directory
+    defaults: Defaults = Defaults()
+    evaluate: EvaluateSettings = EvaluateSettings()
+    stages: dict[str, Stage]
+    executor: ExecutorSettings = ExecutorSettings()
+    report: ReportSettings = ReportSettings()
+    max_jobs: PositiveInt = 10_000
+    profiles: dict[str, dict[str, Any]] = {}  # named overlays, selected with --profile
+
+
+StageBase.model_rebuild()
+for _model in STAGE_MODELS.values():
+    _model.model_rebuild()
+Spec.model_rebuild()

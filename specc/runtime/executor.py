@@ -1,0 +1,146 @@
+"""Run a Plan through submitit: debug (in-process), local (subprocesses) or slurm.
+
+Locally the DAG is scheduled dynamically: a job is submitted when all its
+upstream jobs are done, at most `max_parallel` at a time. Jobs are never
+given more threads than the spec says (thread count is part of a result's
+identity); instead parallelism is capped so that threads x jobs <= cores.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import submitit
+
+from specc.compiler.plan import Job, Plan
+from specc.runtime.jobdir import JobDir, atomic_write_json
+from specc.runtime.job import run_job
+
+
+@dataclass
+class RunResult:
+    done: list[str] = field(default_factory=list)  # finished in this run
+    cached: list[str] = field(default_factory=list)  # already done before
+    failed: dict[str, str] = field(default_factory=dict)  # job id -> message with log path
+    blocked: list[str] = field(default_factory=list)  # not run: an upstream job failed
+    submitted: list[str] = field(default_factory=list)  # slurm: submitted, not waited for
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+def job_dir(workspace: Path, job: Job) -> JobDir:
+    return JobDir(workspace / "jobs" / job.id)
+
+
+def prepare(plan: Plan, workspace: Path) -> None:
+    """Write each job's job.json (identical content for identical ids, so rewriting is harmless)."""
+    for job in plan.jobs:
+        jd = job_dir(workspace, job)
+        if not (jd.path / "job.json").exists():
+            atomic_write_json(jd.path / "job.json", job.to_json())
+
+
+def job_state(jd: JobDir) -> str:
+    if jd.is_done():
+        return "done"
+    return jd.status().get("state", "pending")
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel: int | None = None,
+              on_event=lambda event, job, info="": None) -> RunResult:
+    """Run every job not yet done, in dependency order; returns when all have ended."""
+    prepare(plan, workspace)
+    result = RunResult()
+    pending: list[Job] = []
+    for job in plan.jobs:
+        if job_dir(workspace, job).is_done():
+            result.cached.append(job.id)
+            on_event("cached", job)
+        else:
+            pending.append(job)
+    parallel = _parallelism(plan, kind, max_parallel)
+    ended = set(result.cached)
+    running: dict[str, tuple[Job, object]] = {}
+    while pending or running:
+        for job in list(pending):
+            if any(up in result.failed or up in result.blocked for up in job.upstream.values()):
+                pending.remove(job)
+                result.blocked.append(job.id)
+                on_event("blocked", job)
+        ready = [j for j in pending if all(up in ended for up in j.upstream.values())]
+        for job in ready[: max(0, parallel - len(running))]:
+            pending.remove(job)
+            running[job.id] = (job, _submit(workspace, job, kind))
+            on_event("started", job)
+        for job_id, (job, handle) in list(running.items()):
+            if not handle.done():
+                continue
+            del running[job_id]
+            jd = job_dir(workspace, job)
+            error = _outcome(handle, jd)
+            if error is None:
+                ended.add(job_id)
+                result.done.append(job_id)
+                on_event("done", job, _wall(jd))
+            else:
+                result.failed[job_id] = error
+                on_event("failed", job, error)
+        if running:
+            time.sleep(0.2)
+        elif pending and not ready:
+            break  # nothing can start: every remaining job waits on a failed one
+    return result
+
+
+def _parallelism(plan: Plan, kind: str, max_parallel: int | None) -> int:
+    if kind == "debug":
+        return 1
+    wanted = max_parallel or plan.executor.max_parallel
+    threads = max((j.config.get("train", {}).get("threads", 1) for j in plan.jobs), default=1)
+    return max(1, min(wanted, cores() // threads))
+
+
+def _submit(workspace: Path, job: Job, kind: str):
+    jd = job_dir(workspace, job)
+    folder = jd.path / "submitit"
+    if kind == "debug":
+        executor = submitit.DebugExecutor(folder=folder)
+    else:
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=60 * 24 * 7)
+    handle = executor.submit(run_job, str(jd.path))
+    if kind == "debug":
+        try:
+            handle.result()
+        except Exception:  # recorded in the job dir; reported by _outcome
+            pass
+    return handle
+
+
+def _outcome(handle, jd: JobDir) -> str | None:
+    """None if the job completed (DONE written), else a message naming its logs."""
+    if jd.is_done():
+        return None
+    status = jd.status()
+    error = status.get("error") or "the job ended without completing (killed?)"
+    logs = [str(jd.log_path)]
+    paths = getattr(handle, "paths", None)
+    if paths is not None:
+        logs.append(str(paths.stderr))
+    if status.get("state") != "failed":
+        jd.mark_failed(error)
+    return f"{error} (logs: {', '.join(logs)})"
+
+
+def _wall(jd: JobDir) -> str:
+    wall = jd.status().get("wall_s")
+    return f"{wall:.1f}s" if wall is not None else ""

@@ -1,0 +1,78 @@
+"""A job's entry point: `python -m specc.runtime.job <job_dir>`, or `run_job` through submitit.
+
+Reads job.json, runs the stage, writes DONE last. A failure records the
+traceback in status.json and the log, and re-raises so the executor sees it.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import torch
+
+from specc.runtime.context import JobContext
+from specc.runtime.jobdir import JobDir
+
+
+def _stage_runner(kind: str):
+    if kind == "dataset":
+        from specc.runtime.stages.data import run_dataset as run
+    elif kind == "oracle":
+        from specc.runtime.stages.data import run_oracle as run
+    elif kind == "label":
+        from specc.runtime.stages.data import run_label as run
+    elif kind == "sft":
+        from specc.runtime.stages.sft import run_sft as run
+    elif kind == "align":
+        from specc.runtime.stages.align import run_align as run
+    elif kind == "preference_model":
+        from specc.runtime.stages.preference import run_preference_model as run
+    elif kind == "pairs":
+        from specc.runtime.stages.pairs import run_pairs as run
+    else:
+        raise ValueError(f"unknown stage kind {kind!r}")
+    return run
+
+
+def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
+    """Run (or resume) one job. Returns its id; a finished job returns at once."""
+    job = JobDir(job_dir)
+    if job.is_done():
+        return job.id
+    spec = job.job()
+    threads = spec["config"].get("train", {}).get("threads", 1)
+    torch.set_num_threads(threads)  # 1 vs 2 threads is not bit-identical: fixed and recorded
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    job.mark_running(threads)
+    try:
+        summary = _stage_runner(spec["kind"])(JobContext(job, spec, stop_after)) or {}
+    except BaseException as exc:
+        from specc.runtime.loop import Interrupted
+        if isinstance(exc, Interrupted):
+            job.update_status(state="interrupted")
+            raise
+        error = "".join(traceback.format_exception(exc))
+        with open(job.log_path, "a") as log:
+            log.write(error)
+        job.mark_failed(f"{type(exc).__name__}: {exc}")
+        raise
+    job.mark_done(summary)
+    return job.id
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m specc.runtime.job <job_dir>", file=sys.stderr)
+        return 2
+    try:
+        run_job(argv[0])
+    except Exception as exc:  # the traceback is in the job's log and status
+        print(f"job failed: {exc} (see {Path(argv[0]) / 'log.txt'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

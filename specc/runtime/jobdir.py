@@ -1,0 +1,134 @@
+"""A job's directory: the only interface between the runner, the job and the store.
+
+    <workspace>/jobs/<job id>/
+        job.json            resolved config (written by the runner before submission)
+        status.json         running | failed | done, host, pid, threads, timings, error
+        log.txt             the job's own log
+        metrics/*.parquet   rows (step, name, value); file names are deterministic, so a
+                            resumed job rewrites the same files instead of adding copies
+        artifacts/          weights (safetensors), datasets and streams (parquet)
+        checkpoint/         the resume point (overwritten)
+        DONE                written last, by atomic rename: the job is complete
+
+Every file is written to a temporary name and renamed: a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DONE = "DONE"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+
+
+def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class JobDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def file(self, *parts: str) -> Path:
+        return self.path.joinpath(*parts)
+
+    @property
+    def artifacts(self) -> Path:
+        return self.path / "artifacts"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.path / "metrics"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.txt"
+
+    def job(self) -> dict:
+        return json.loads((self.path / "job.json").read_text())
+
+    def is_done(self) -> bool:
+        return (self.path / DONE).exists()
+
+    def status(self) -> dict:
+        try:
+            return json.loads((self.path / "status.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def update_status(self, **fields) -> dict:
+        status = {**self.status(), **fields}
+        atomic_write_json(self.path / "status.json", status)
+        return status
+
+    def mark_running(self, threads: int) -> None:
+        status = self.status()
+        self.update_status(state="running", host=socket.gethostname(), pid=os.getpid(), threads=threads,
+                           started=status.get("started") or time.time(), attempt=status.get("attempt", 0) + 1,
+                           slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None)
+
+    def mark_done(self, summary: dict) -> None:
+        status = self.update_status(state="done", finished=time.time())
+        status["wall_s"] = status["finished"] - status.get("started", status["finished"])
+        self.update_status(wall_s=status["wall_s"])
+        atomic_write_json(self.path / DONE, summary)
+
+    def mark_failed(self, error: str) -> None:
+        self.update_status(state="failed", finished=time.time(), error=error)
+
+    def write_metrics(self, name: str, rows: list[tuple[int, str, float]]) -> None:
+        """One deterministic file per flush: steps -> (name, value)."""
+        if not rows:
+            return
+        steps, names, values = zip(*rows)
+        table = pa.table({"step": pa.array(steps, pa.int64()), "name": pa.array(names, pa.string()),
+                          "value": pa.array([float(v) for v in values], pa.float64())})
+        atomic_write_parquet(self.metrics_dir / f"{name}.parquet", table)
+
+    def read_metrics(self) -> list[tuple[int, str, float]]:
+        rows = []
+        for file in sorted(self.metrics_dir.glob("*.parquet")):
+            table = pq.read_table(file)
+            rows += list(zip(*(table.column(c).to_pylist() for c in ("step", "name", "value"))))
+        return rows

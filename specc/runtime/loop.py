@@ -1,0 +1,114 @@
+"""The training loop every learner shares: steps, evaluation cadence, checkpoints, resume.
+
+Randomness is stateless: each draw uses a generator seeded from
+(seed, purpose, step), so a resumed job needs only the model, optimiser and
+step to continue bit-identically, and a replay can line its steps up with
+the online run it replays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from specc.runtime.jobdir import JobDir
+
+
+def step_generator(seed: int, purpose: str, step: int) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}/{purpose}/{step}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """Examples for `step`: consecutive slices of one fresh permutation per epoch."""
+    start = step * batch_size
+    out = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n)
+        perm = torch.randperm(n, generator=step_generator(seed, "epoch", epoch))
+        take = min(batch_size - len(out), n - offset)
+        out.extend(perm[offset: offset + take].tolist())
+    return torch.tensor(out, dtype=torch.long)
+
+
+def make_optimizer(model: torch.nn.Module, train: dict):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])
+    warmup = train["warmup"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    return optimizer, scheduler
+
+
+@dataclass
+class Learner:
+    """What the loop drives. `step_fn(step) -> {metric: value}` does one update."""
+
+    model: torch.nn.Module
+    train: dict
+    step_fn: Callable[[int], dict]
+    eval_fn: Callable[[int], dict] | None = None
+    save_fn: Callable[[int], None] | None = None  # named checkpoints (train.save_at)
+    flush_fn: Callable[[int], None] | None = None  # e.g. the online stream, at each checkpoint
+    optimizer: torch.optim.Optimizer = None
+    scheduler: object = None
+    extra_state: dict = field(default_factory=dict)
+
+
+class Interrupted(Exception):
+    """Raised after the checkpoint at `stop_after`: the job stops as if pre-empted there."""
+
+
+def run_loop(job: JobDir, learner: Learner, stop_after: int | None = None) -> int:
+    """Train to `train.steps`, resuming from the job's checkpoint if there is one."""
+    train = learner.train
+    start = _resume(job, learner)
+    pending: list[tuple[int, str, float]] = []
+    last_flush = start
+    for step in range(start, train["steps"]):
+        if learner.eval_fn and step % train["eval_every"] == 0:
+            job.write_metrics(f"eval-{step:08d}", _rows(step, learner.eval_fn(step)))
+        metrics = learner.step_fn(step)
+        pending += _rows(step + 1, metrics)
+        done = step + 1
+        if learner.save_fn and done in train["save_at"] and done != train["steps"]:
+            learner.save_fn(done)
+        if done % train["checkpoint_every"] == 0 or done == train["steps"]:
+            if learner.flush_fn:
+                learner.flush_fn(done)
+            job.write_metrics(f"train-{last_flush:08d}-{done:08d}", pending)
+            pending, last_flush = [], done
+            _checkpoint(job, learner, done)
+            if stop_after is not None and done >= stop_after and done != train["steps"]:
+                raise Interrupted(done)
+    if learner.eval_fn:
+        job.write_metrics(f"eval-{train['steps']:08d}", _rows(train["steps"], learner.eval_fn(train["steps"])))
+    return train["steps"]
+
+
+def _rows(step: int, metrics: dict) -> list[tuple[int, str, float]]:
+    return [(step, name, float(value)) for name, value in metrics.items()]
+
+
+def _checkpoint(job: JobDir, learner: Learner, step: int) -> None:
+    state = {"step": step, "model": learner.model.state_dict(), "optimizer": learner.optimizer.state_dict(),
+             "scheduler": learner.scheduler.state_dict(), "extra": learner.extra_state}
+    path = job.checkpoint_dir / "state.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(job: JobDir, learner: Learner) -> int:
+    path = job.checkpoint_dir / "state.pt"
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=False)
+    learner.model.load_state_dict(state["model"])
+    learner.optimizer.load_state_dict(state["optimizer"])
+    learner.scheduler.load_state_dict(state["scheduler"])
+    learner.extra_state.update(state["extra"])
+    return state["step"]

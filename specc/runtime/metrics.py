@@ -1,0 +1,48 @@
+"""Evaluation metrics as pure functions (Tang et al. 2024, Sec. 3, App. D, Sec. 5)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def exact_token_kl(policy_logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(pi || pi_ref) per sequence (App. D): at each position the exact KL between the
+    full next-token distributions, summed over response tokens. Logits [B, T, V] -> [B]."""
+    logp = F.log_softmax(policy_logits.float(), dim=-1)
+    logq = F.log_softmax(ref_logits.float(), dim=-1)
+    per_token = (logp.exp() * (logp - logq)).sum(-1)
+    if mask is not None:
+        per_token = per_token * mask
+    return per_token.sum(-1)
+
+
+def win_outcomes(prob_first_wins) -> torch.Tensor:
+    """Symmetrised verdicts -> outcomes: 1 win, 0 loss, 0.5 exact tie."""
+    p = torch.as_tensor(prob_first_wins, dtype=torch.float64)
+    return torch.where(p > 0.5, 1.0, torch.where(p < 0.5, 0.0, 0.5))
+
+
+def mean_with_interval(outcomes, z: float = 1.96) -> tuple[float, float, float]:
+    """Mean and a normal-approximation 95% interval, clipped to [0, 1]."""
+    x = torch.as_tensor(outcomes, dtype=torch.float64)
+    n = x.numel()
+    mean = x.mean().item()
+    sd = x.std(unbiased=True).item() if n > 1 else 0.0
+    half = z * sd / math.sqrt(max(n, 1))
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
+def classifier_scores(policy_first, policy_second, ref_first, ref_second) -> torch.Tensor:
+    """Policy as a classifier (Sec. 5.1): f = log pi(y1)/pi(y2) - log pi_ref(y1)/pi_ref(y2)."""
+    return (policy_first - policy_second) - (ref_first - ref_second)
+
+
+def classifier_accuracy(scores: torch.Tensor, first_is_better: torch.Tensor) -> float:
+    """Share of pairs where sign(f) agrees with the golden label; f == 0 counts half."""
+    scores = scores.double()
+    correct = torch.where(first_is_better.bool(), scores > 0, scores < 0).double()
+    correct = torch.where(scores == 0, 0.5, correct)
+    return correct.mean().item()

@@ -1,0 +1,54 @@
+"""Data stages: dataset (synthetic or real), oracle, label."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from specc.runtime.artifacts import (pairs_path, prompts_path, read_pairs, task_info, write_task_info,
+                                     write_tokens)
+from specc.runtime.context import JobContext
+from specc.runtime.judges import load_judge, write_oracle
+from specc.runtime.tasks.synthetic import SyntheticTask
+
+
+def run_dataset(ctx: JobContext) -> dict:
+    config = ctx.config
+    if config["source"] != "synthetic":
+        from specc.runtime.stages.real_data import build_real_dataset
+        return build_real_dataset(ctx)
+    task = SyntheticTask.from_config(config["task"])
+    pairs = task.initial_pairs()
+    write_tokens(pairs_path(ctx.job), pairs)
+    write_tokens(prompts_path(ctx.job, "train"), {"prompt": task.prompts("train")})
+    write_tokens(prompts_path(ctx.job, "eval"), {"prompt": task.prompts("eval")})
+    write_task_info(ctx.job, {"source": "synthetic", "vocab": task.vocab, "prompt_len": task.prompt_len,
+                              "response_len": task.response_len, "task": config["task"]})
+    oracle_agreement = float(np.mean(task.reward(pairs["prompt"], pairs["chosen"])
+                                     >= task.reward(pairs["prompt"], pairs["rejected"])))
+    return {"pairs": len(pairs["prompt"]), "data/label_agreement_with_oracle": oracle_agreement}
+
+
+def run_oracle(ctx: JobContext) -> dict:
+    info = task_info(ctx.upstream("data"))
+    if info["source"] != "synthetic":
+        raise ValueError("an oracle stage needs a synthetic task; for real data train a preference_model on D_initial")
+    write_oracle(ctx.job, info["task"])
+    return {}
+
+
+def run_label(ctx: JobContext) -> dict:
+    """Relabel pairs with the judge. argmax: the judge's preferred side (ties keep the
+    original order); sample: a side drawn with the judge's probability."""
+    data = ctx.upstream("data")
+    pairs = read_pairs(data)
+    judge = load_judge(ctx.upstream("judge"))
+    p_first = judge.prob_first(pairs["prompt"], pairs["chosen"], pairs["rejected"])
+    if ctx.config["mode"] == "argmax":
+        keep = p_first >= 0.5
+    else:
+        keep = np.random.default_rng(0).random(len(p_first)) < p_first
+    chosen = np.where(keep[:, None], pairs["chosen"], pairs["rejected"])
+    rejected = np.where(keep[:, None], pairs["rejected"], pairs["chosen"])
+    write_tokens(pairs_path(ctx.job), {"prompt": pairs["prompt"], "chosen": chosen, "rejected": rejected})
+    write_task_info(ctx.job, task_info(data))
+    return {"data/agreement_with_input_labels": float(keep.mean())}
