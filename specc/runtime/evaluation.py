@@ -28,6 +28,8 @@ class Evaluator:
         self.win_prompts = prompts[: settings["win_prompts"]]
         self.kl_prompts = prompts[: settings["kl_prompts"]]
         self.judge = load_judge(ctx.upstream("evaluate.judge")) if ctx.has("evaluate.judge") else None
+        # an online run's own judge (the proxy), scored against the golden judge on the policy's samples
+        self.proxy = load_judge(ctx.upstream("sampler.online")) if ctx.has("sampler.online") else None
         baseline_role = "evaluate.baseline" if ctx.has("evaluate.baseline") else "init"
         baseline = ctx.policy(baseline_role)
         self.baseline_responses = sample(baseline, self.win_prompts, self.response_len,
@@ -59,7 +61,7 @@ class Evaluator:
             out.update({"eval/win_rate": rate, "eval/win_rate_lo": lo, "eval/win_rate_hi": hi})
             if hasattr(self.judge, "reward"):
                 out["eval/oracle_reward"] = float(np.mean(self.judge.reward(self.win_prompts, win_samples)))
-            out["eval/self_classifier_accuracy"] = self._self_classification(kl_samples, win_samples)
+            out.update(self._self_classification(kl_samples, win_samples))
         if self.pairs is not None:
             chosen, rejected = self._sequence_logps(self.policy, self.pairs)
             scores = classifier_scores(chosen, rejected, *self.ref_pair_logps)
@@ -68,16 +70,23 @@ class Evaluator:
             out["eval/logp_rejected"] = rejected.mean().item()
         return out
 
-    def _self_classification(self, first, second_all) -> float:
-        """App. E.1: the policy classifying pairs of its own samples, against golden labels."""
+    def _self_classification(self, first, second_all) -> dict:
+        """App. E.1 / Fig. 6: on pairs of the policy's own samples, how often the policy (as a
+        classifier) and the online run's proxy judge agree with the golden judge."""
         n = min(len(first), len(second_all))
         prompts, first, second = self.win_prompts[:n], first[:n], second_all[:n]
         golden = torch.from_numpy(np.asarray(self.judge.prob_first(prompts, first, second)))
         decided = golden != 0.5
         if not decided.any():
-            return float("nan")
+            return {}
+        out = {}
+        if self.proxy is not None:
+            proxy = torch.from_numpy(np.asarray(self.proxy.prob_first(prompts, first, second)))
+            agree = torch.where(proxy == 0.5, 0.5, ((proxy > 0.5) == (golden > 0.5)).double())
+            out["eval/proxy_accuracy_on_policy"] = agree[decided].mean().item()
         scores = classifier_scores(response_logprobs(self.policy, prompts, first).sum(-1),
                                    response_logprobs(self.policy, prompts, second).sum(-1),
                                    response_logprobs(self.reference, prompts, first).sum(-1),
                                    response_logprobs(self.reference, prompts, second).sum(-1))
-        return classifier_accuracy(scores[decided], (golden > 0.5)[decided])
+        out["eval/self_classifier_accuracy"] = classifier_accuracy(scores[decided], (golden > 0.5)[decided])
+        return out

@@ -96,8 +96,11 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
                 on_event("failed", job, error)
         if running:
             time.sleep(0.2)
-        elif pending and not ready:
+        elif pending and not any(all(up in ended for up in j.upstream.values()) for j in pending):
             break  # nothing can start: every remaining job waits on a failed one
+    for job in pending:
+        result.blocked.append(job.id)
+        on_event("blocked", job)
     return result
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from specc.runtime.artifacts import (pairs_path, prompts_path, read_pairs, task_info, write_task_info,
                                      write_tokens)
 from specc.runtime.context import JobContext
+from specc.runtime.jobdir import atomic_write_json
 from specc.runtime.judges import load_judge, write_oracle
 from specc.runtime.tasks.synthetic import SyntheticTask
 
@@ -23,9 +24,23 @@ def run_dataset(ctx: JobContext) -> dict:
     write_tokens(prompts_path(ctx.job, "eval"), {"prompt": task.prompts("eval")})
     write_task_info(ctx.job, {"source": "synthetic", "vocab": task.vocab, "prompt_len": task.prompt_len,
                               "response_len": task.response_len, "task": config["task"]})
+    write_examples(ctx, [{"prompt": _show(p), "chosen": _show(c), "rejected": _show(r)}
+                         for p, c, r in zip(*(pairs[k][:EXAMPLES] for k in ("prompt", "chosen", "rejected")))])
     oracle_agreement = float(np.mean(task.reward(pairs["prompt"], pairs["chosen"])
                                      >= task.reward(pairs["prompt"], pairs["rejected"])))
     return {"pairs": len(pairs["prompt"]), "data/label_agreement_with_oracle": oracle_agreement}
+
+
+EXAMPLES = 5
+
+
+def write_examples(ctx: JobContext, examples: list[dict]) -> None:
+    """A few pairs as text, for the report (which escapes them)."""
+    atomic_write_json(ctx.job.artifacts / "examples.json", {"examples": examples})
+
+
+def _show(tokens) -> str:
+    return " ".join(f"t{int(t)}" for t in tokens)
 
 
 def run_oracle(ctx: JobContext) -> dict:
