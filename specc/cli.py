@@ -20,8 +20,8 @@ from specc.errors import SpecErrors, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compile preference-alignment experiment specs into jobs, run them, query and report results.")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # paths in messages stay copyable
 
 SpecArg = Annotated[Path, typer.Argument(help="spec file (YAML)")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="overrides key.path=value", show_default=False)]
@@ -81,26 +81,43 @@ def _state(jd) -> str:
 @app.command()
 def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
         workspace: WorkspaceOpt = None, max_jobs: MaxJobsOpt = None,
-        executor: Annotated[Optional[str], typer.Option(help="debug | local (overrides the spec)")] = None,
+        executor: Annotated[Optional[str], typer.Option(help="debug | local | slurm (overrides the spec)")] = None,
         max_parallel: Annotated[Optional[int], typer.Option(help="jobs at once (local)")] = None,
+        wait: Annotated[bool, typer.Option(help="slurm: follow the jobs until they end")] = False,
         report: Annotated[bool, typer.Option(help="write the HTML report when done")] = True):
-    """Run every job of a spec that is not done yet, ingest results, write the report."""
-    from specc.runtime.executor import run_local
+    """Run every job of a spec that is not done yet, ingest results, write the report.
+
+    Locally this returns when every job has ended. On SLURM it returns once the whole DAG is
+    submitted (afterok dependencies); --wait follows it to the end."""
     from specc.store.db import ingest, record_spec
 
     compiled = _compile(spec, overrides, set_, profile, max_jobs)
     ws = _workspace(compiled, workspace)
     kind = executor or compiled.executor.kind
-    if kind not in ("debug", "local"):
-        raise UserError(f"executor '{kind}' is not available in this version; use debug or local")
+    if kind not in ("debug", "local", "slurm"):
+        raise UserError(f"unknown executor '{kind}': expected debug, local or slurm")
     record_spec(ws, compiled)
     started = time.time()
 
     def on_event(event, job, info=""):
         style = {"done": "green", "failed": "red", "blocked": "yellow", "cached": "dim"}.get(event, "cyan")
-        console.print(f"[{style}]{event:>8}[/{style}] {job.stage:<16} {job.id} {info}")
+        console.print(f"[{style}]{event:>9}[/{style}] {job.stage:<16} {job.id} {info}")
 
-    result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event)
+    if kind == "slurm":
+        from specc.runtime.slurm import submit_plan, wait_plan
+
+        submitted = submit_plan(compiled, ws, on_event=on_event)
+        console.print(f"{len(submitted.submitted)} submitted, {len(submitted.cached)} cached in "
+                      f"{time.time() - started:.1f}s")
+        if not wait:
+            console.print(f"follow with: specc status {spec}  (or specc run {spec} --wait)")
+            return
+        result = wait_plan(compiled, ws, on_event=on_event)
+        result.cached = submitted.cached
+    else:
+        from specc.runtime.executor import run_local
+
+        result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event)
     ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
     elapsed = time.time() - started
     if not result.done and not result.failed and not result.blocked:
@@ -108,12 +125,23 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
     console.print(f"{len(result.done)} ran, {len(result.cached)} cached, {len(result.failed)} failed, "
                   f"{len(result.blocked)} blocked in {elapsed:.1f}s; results in {ws / 'specc.duckdb'}")
     for job_id, message in result.failed.items():
-        err_console.print(f"[red]failed[/red] {job_id}: {message}")
+        err_console.print(f"[red]failed[/red] {job_id}: {message}", markup=False)
     if report:
         out = _write_report(ws, compiled.spec.name, None)
         console.print(f"report: {out}")
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def cancel(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
+           workspace: WorkspaceOpt = None):
+    """Cancel the spec's submitted and running SLURM jobs."""
+    from specc.runtime.slurm import cancel as cancel_jobs
+
+    compiled = _compile(spec, overrides, set_, profile)
+    ids = cancel_jobs(compiled, _workspace(compiled, workspace))
+    console.print(f"cancelled {len(ids)} SLURM jobs" if ids else "nothing to cancel")
 
 
 @app.command()
@@ -129,8 +157,7 @@ def status(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, prof
     for job in compiled.jobs:
         jd = JobDir(ws / "jobs" / job.id)
         state = "done" if jd.is_done() else jd.status().get("state", "pending")
-        if state == "interrupted":
-            state = "pending"
+        state = {"interrupted": "pending", "submitted": "pending", "cancelled": "failed"}.get(state, state)
         if state == "pending" and any(states.get(u) in ("failed", "blocked") for u in job.upstream.values()):
             state = "blocked"
         states[job.id] = state
@@ -153,24 +180,49 @@ def status(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, prof
 
 @app.command()
 def ingest(workspace: Annotated[Path, typer.Argument(help="workspace dir")] = Path("runs")):
-    """Ingest finished and in-progress job dirs into the workspace's DuckDB file."""
+    """Ingest finished and in-progress job dirs into the workspace's DuckDB file (only what changed)."""
+    from rich.text import Text
+
     from specc.store.db import ingest as ingest_store
 
-    counts = ingest_store(workspace, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
-    console.print(f"ingested {counts['files']} new files ({counts['rows']} metric rows) from {counts['jobs']} jobs")
+    if not (workspace / "jobs").is_dir():
+        raise UserError(f"no job dirs at {workspace / 'jobs'}: is {workspace} a specc workspace? (specc run SPEC makes one)")
+    start = time.perf_counter()
+    counts = ingest_store(workspace, warn=lambda m: err_console.print(Text.assemble(("warning ", "yellow"), m)))
+    console.print(f"ingested {counts['files']} new files ({counts['rows']} metric rows) and {counts['jobs_updated']} "
+                  f"changed jobs of {counts['jobs']} in {time.perf_counter() - start:.2f} s"
+                  + (f"; {counts['skipped']} unreadable files skipped, retried next time" if counts["skipped"] else ""))
 
 
 @app.command()
-def query(sql: Annotated[str, typer.Argument(help="SQL (read-only)")],
+def query(sql: Annotated[Optional[str], typer.Argument(help="SQL that reads (SELECT, WITH, DESCRIBE, ...)")] = None,
           workspace: Annotated[Path, typer.Option("--workspace", "-w")] = Path("runs"),
-          fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table"):
-    """Run read-only SQL over the results store."""
+          fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json | parquet")] = "table",
+          output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to FILE (parquet needs one)")] = None,
+          views: Annotated[bool, typer.Option("--views", help="list the store's views and what each holds")] = False):
+    """Run read-only SQL over the results store; statements that would change anything are refused."""
     import duckdb
 
+    from specc.store import export
     from specc.store.db import query as run_query
+    from specc.store.db import query_arrow
+    from specc.store.schema import VIEWS
 
+    if views:
+        width = max(len(name) for name in VIEWS)
+        print("\n".join(f"{name:<{width}}  {description}" for name, (description, _) in VIEWS.items()))
+        return
+    if not sql:
+        raise UserError('give the SQL to run, e.g. specc query "select * from runs limit 5", or --views')
+    if fmt not in export.FORMATS:
+        raise UserError(f"--format {fmt}: expected one of {', '.join(export.FORMATS)}")
+    if fmt == "parquet" and output is None:
+        raise UserError("--format parquet writes a file: add --output FILE")
     try:
-        columns, rows = run_query(workspace, sql)
+        if fmt == "parquet":
+            result = query_arrow(workspace, sql)
+        else:
+            columns, rows = run_query(workspace, sql)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
     except duckdb.Error as exc:
@@ -178,20 +230,28 @@ def query(sql: Annotated[str, typer.Argument(help="SQL (read-only)")],
         if "read-only" in message or "read only" in message:
             message = "the store is opened read-only: queries cannot change it (" + message + ")"
         raise UserError(message) from None
-    if fmt == "json":
-        print(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1))
-    elif fmt == "csv":
-        import csv
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    else:
-        table = Table()
-        for c in columns:
-            table.add_column(c)
-        for r in rows:
-            table.add_row(*("" if v is None else str(v) for v in r))
-        console.print(table)
+    if fmt == "parquet":
+        export.write_parquet(result, output)
+        err_console.print(f"wrote {result.num_rows} rows to {output}")
+        return
+    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        if fmt == "json":
+            export.write_json(columns, rows, out)
+        elif fmt == "csv":
+            export.write_csv(columns, rows, out)
+        else:
+            table = Table()
+            for c in columns:
+                table.add_column(c)
+            for r in rows:
+                table.add_row(*("" if v is None else str(v) for v in r))
+            (Console(file=out, highlight=False, width=10_000) if output else console).print(table)
+    finally:
+        if output:
+            out.close()
+    if output:
+        err_console.print(f"wrote {len(rows)} rows to {output}")
 
 
 @app.command()
@@ -229,7 +289,9 @@ def schema(output: Annotated[Optional[Path], typer.Option("--output", "-o")] = N
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SpecErrors as exc:
         for error in exc.errors:
             err_console.print(str(error), markup=False)

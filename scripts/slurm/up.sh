@@ -48,7 +48,7 @@ if ((${#missing[@]})); then
     say "installing ${missing[*]} (apt-get, --no-install-recommends) ..."
     mkdir -p "$LOGDIR"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$LOGDIR/apt-install.log" 2>&1; then
+    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" 9>&- >"$LOGDIR/apt-install.log" 2>&1; then
         say "apt-get install failed, running apt-get update and retrying ..."
         { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
             >>"$LOGDIR/apt-install.log" 2>&1 || die "apt-get install failed, see $LOGDIR/apt-install.log"
@@ -204,7 +204,7 @@ chmod 400 /etc/munge/munge.key
 munge_ok() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
 if ! munge_ok; then
     rm -f /run/munge/munged.pid
-    runuser -u munge -- /usr/sbin/munged >>"$LOGDIR/munged.out" 2>&1 || die "munged failed to start (see /var/log/munge/munged.log)"
+    runuser -u munge -- /usr/sbin/munged 9>&- >>"$LOGDIR/munged.out" 2>&1 || die "munged failed to start (see /var/log/munge/munged.log)"
     wait_for 20 munged munge_ok
     mark_started munged
 fi
@@ -215,13 +215,13 @@ if ! mysql_ok >/dev/null 2>&1; then
     if [ ! -d /var/lib/mysql/mysql ]; then
         install -d -m 755 -o mysql -g mysql /var/lib/mysql
         mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db \
-            >>"$LOGDIR/mariadbd.log" 2>&1 || die "mariadb-install-db failed"
+            9>&- >>"$LOGDIR/mariadbd.log" 2>&1 || die "mariadb-install-db failed"
     fi
     # mariadbd does not daemonise itself
     setsid /usr/sbin/mariadbd --user=mysql --datadir=/var/lib/mysql \
         --socket="$MYSQL_SOCK" --pid-file=/run/mysqld/mysqld.pid \
         --bind-address=127.0.0.1 --innodb-buffer-pool-size=64M --innodb-lock-wait-timeout=900 \
-        </dev/null >>"$LOGDIR/mariadbd.log" 2>&1 &
+        </dev/null 9>&- >>"$LOGDIR/mariadbd.log" 2>&1 &
     wait_for 60 mariadbd mysql_ok
     mark_started mariadbd
 fi
@@ -240,7 +240,7 @@ if [ "$DBD_CONF_CHANGED" = 1 ] && pid_alive "$RUNDIR/slurmdbd.pid" slurmdbd; the
     stop_pidfile "$RUNDIR/slurmdbd.pid" slurmdbd
 fi
 if ! pid_alive "$RUNDIR/slurmdbd.pid" slurmdbd; then
-    slurmdbd >>"$LOGDIR/slurmdbd.out" 2>&1 || die "slurmdbd failed to start"
+    slurmdbd 9>&- >>"$LOGDIR/slurmdbd.out" 2>&1 || die "slurmdbd failed to start"
     mark_started slurmdbd
 fi
 wait_for 60 slurmdbd dbd_ok
@@ -259,13 +259,14 @@ if [ "${SPECC_SLURM_FRESH:-0}" = 1 ]; then
     find /var/spool/slurmctld /var/spool/slurmd -mindepth 1 -delete
 fi
 if ! pid_alive "$RUNDIR/slurmctld.pid" slurmctld; then
-    slurmctld >>"$LOGDIR/slurmctld.out" 2>&1 || die "slurmctld failed to start"
+    slurmctld 9>&- >>"$LOGDIR/slurmctld.out" 2>&1 || die "slurmctld failed to start"
     mark_started slurmctld
 fi
 wait_for 30 slurmctld scontrol ping
 if ! pid_alive "$RUNDIR/slurmd.pid" slurmd; then
-    slurmd >>"$LOGDIR/slurmd.out" 2>&1 || die "slurmd failed to start"
+    slurmd 9>&- >>"$LOGDIR/slurmd.out" 2>&1 || die "slurmd failed to start"
     mark_started slurmd
+    wait_for 15 "slurmd (pid file $RUNDIR/slurmd.pid)" pid_alive "$RUNDIR/slurmd.pid" slurmd
 fi
 
 # ------------------------------------------------------------- readiness

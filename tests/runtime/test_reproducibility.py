@@ -8,7 +8,7 @@ from specc.runtime.job import run_job
 from specc.runtime.loop import Interrupted
 from specc.runtime.samplers import read_stream
 
-from conftest import Run, copy_upstream
+from tests.runtime.tiny import Run, copy_upstream
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ Variants (selectable by name; old ones stay):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from functools import cached_property
 
 import numpy as np
@@ -39,17 +39,24 @@ class SyntheticTask:
     label_temperature: float
     behaviour_temperature: float
     seed: int
+    # `cover` only (defaults keep configs written before these fields loadable)
+    cover_set: int = 6
+    repeat_penalty: float = 0.5
+    behaviour_spread: float = 2.0
 
     @classmethod
     def from_config(cls, task: dict) -> "SyntheticTask":
-        return cls(**{k: task[k] for k in cls.__dataclass_fields__})
+        fields = cls.__dataclass_fields__
+        return cls(**{k: task[k] for k in fields if k in task or fields[k].default is MISSING})
 
     @cached_property
     def _hidden(self) -> dict:
         """The oracle's hidden parameters, from a stream independent of the prompts."""
         rng = np.random.default_rng([self.seed, 1])
         return {"token_pref": rng.normal(0.0, 1.0, size=(TOPICS, self.vocab)),
-                "copy_bias": rng.uniform(0.0, 1.0, size=self.vocab)}
+                "copy_bias": rng.uniform(0.0, 1.0, size=self.vocab),
+                # `cover`: the hidden set of tokens a good response covers
+                "cover_set": np.sort(rng.permutation(self.vocab)[: self.cover_set])}
 
     # -- data -----------------------------------------------------------------------
 
@@ -66,10 +73,23 @@ class SyntheticTask:
     def behaviour_responses(self, prompts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The mediocre generator of D_initial: copies prompt tokens sometimes, else noise."""
         n = len(prompts)
+        if self.variant == "cover":
+            return self._spread_responses(n, rng)
         copy = rng.random((n, self.response_len)) < 0.35 / self.behaviour_temperature
         from_prompt = prompts[np.arange(n)[:, None], rng.integers(0, self.prompt_len, (n, self.response_len))]
         noise = rng.integers(0, self.vocab, size=(n, self.response_len))
         return np.where(copy, from_prompt, noise).astype(np.int64)
+
+    def _spread_responses(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`cover`'s behaviour policy: each response draws iid tokens from its own random
+        unigram softmax(z / behaviour_temperature), z ~ N(0, s^2), s ~ U(0, behaviour_spread).
+        Spread responses repeat a few tokens, flat ones cover many: the data shows both."""
+        scale = rng.uniform(0.0, self.behaviour_spread, size=(n, 1)) / self.behaviour_temperature
+        logits = rng.normal(size=(n, self.vocab)) * scale
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cdf = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+        u = rng.random((n, self.response_len))
+        return np.minimum((u[:, :, None] > cdf[:, None, :]).sum(axis=2), self.vocab - 1).astype(np.int64)
 
     # -- the hidden oracle ------------------------------------------------------------
 
@@ -81,6 +101,11 @@ class SyntheticTask:
         counts = _token_counts(responses, self.vocab)
         if self.variant == "topic":
             return pref.mean(axis=1) - 0.5 * np.maximum(counts - 3, 0).sum(axis=1)
+        if self.variant == "cover":
+            in_set = counts[:, self._hidden["cover_set"]]  # [n, k]
+            covered = np.minimum(in_set, 1).sum(axis=1)
+            wasted = np.maximum(in_set - 1, 0).sum(axis=1)
+            return covered - self.repeat_penalty * wasted + 0.1 * self._hidden["token_pref"][0][responses].mean(axis=1)
         motif = prompts[:, :MOTIF_LEN]
         present = (responses[:, None, :] == motif[:, :, None])  # [n, k, R]
         covered = present.any(axis=2)
