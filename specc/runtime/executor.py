@@ -17,7 +17,6 @@ import submitit
 
 from specc.compiler.plan import Job, Plan
 from specc.runtime.jobdir import JobDir, atomic_write_json
-from specc.runtime.job import run_job
 
 
 @dataclass
@@ -120,6 +119,8 @@ def _submit(workspace: Path, job: Job, kind: str):
     else:
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=60 * 24 * 7)
+    from specc.runtime.job import run_job  # torch is imported by the job, not by the scheduler
+
     handle = executor.submit(run_job, str(jd.path))
     if kind == "debug":
         try:

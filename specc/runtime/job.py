@@ -14,6 +14,7 @@ import torch
 
 from specc.runtime.context import JobContext
 from specc.runtime.jobdir import JobDir
+from specc.runtime.loop import Interrupted
 
 
 def _stage_runner(kind: str):
@@ -48,11 +49,11 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     job.mark_running(threads)
     try:
         summary = _stage_runner(spec["kind"])(JobContext(job, spec, stop_after)) or {}
-    except BaseException as exc:
-        from specc.runtime.loop import Interrupted
-        if isinstance(exc, Interrupted):
-            job.update_status(state="interrupted")
-            raise
+    except (Interrupted, SystemExit, KeyboardInterrupt):
+        # pre-empted (submitit exits after requeueing on USR2) or stopped: resumable, not failed
+        job.update_status(state="interrupted")
+        raise
+    except Exception as exc:
         error = "".join(traceback.format_exception(exc))
         with open(job.log_path, "a") as log:
             log.write(error)

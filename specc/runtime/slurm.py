@@ -16,7 +16,6 @@ import submitit
 
 from specc.compiler.plan import Job, Plan
 from specc.runtime.executor import RunResult, job_dir, prepare
-from specc.runtime.job import run_job
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
 
@@ -25,6 +24,8 @@ class SpeccJob(submitit.helpers.Checkpointable):
     """Runs one job dir; requeued with the same argument, it resumes from its checkpoint."""
 
     def __call__(self, job_path: str) -> str:
+        from specc.runtime.job import run_job  # imported on the node: submission stays light
+
         return run_job(job_path)
 
 
@@ -46,10 +47,14 @@ def submit_plan(plan: Plan, workspace: Path, on_event=lambda event, job, info=""
     result = RunResult()
     scheduler_ids: dict[str, str] = {}  # specc job id -> SLURM job id (array task)
     todo = []
+    in_flight = _in_flight(plan, workspace)
     for job in plan.jobs:
         if job_dir(workspace, job).is_done():
             result.cached.append(job.id)
             on_event("cached", job)
+        elif job.id in in_flight:  # queued or running from an earlier `specc run`: never twice
+            scheduler_ids[job.id] = in_flight[job.id]
+            on_event("in flight", job, in_flight[job.id])
         else:
             todo.append(job)
     chunk = max(1, max_array_size() - 1)
@@ -67,6 +72,14 @@ def submit_plan(plan: Plan, workspace: Path, on_event=lambda event, job, info=""
                 result.submitted.append(job.id)
                 on_event("submitted", job, handle.job_id)
     return result
+
+
+def _in_flight(plan: Plan, workspace: Path) -> dict[str, str]:
+    """Jobs whose SLURM job is still pending or running: specc job id -> SLURM job id."""
+    ids = {j.id: job_dir(workspace, j).status().get("slurm_job_id") for j in plan.jobs}
+    states = _sacct_states(ids.values())
+    return {job: sid for job, sid in ids.items() if sid and states.get(sid) and not states[sid].startswith(TERMINAL)
+            and not states[sid].startswith("COMPLETED")}
 
 
 def _submit_array(jobs: list[Job], paths: list[str], folder: Path, settings, scheduler_ids: dict) -> list:

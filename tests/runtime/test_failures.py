@@ -41,9 +41,25 @@ def test_failing_job_marks_dependents_blocked_and_exits_nonzero(tmp_path):
     assert " started" in rerun.stdout and rerun.stdout.count(" started") == 1  # only the failed job is retried
 
 
+ONLINE_ONLY = """
+name: online-only
+defaults:
+  model: {size: XS}
+  train: {batch_size: 8, eval_every: 50, checkpoint_every: 10}
+evaluate: {judge: golden, kl_prompts: 16, win_prompts: 32}
+stages:
+  task:   {kind: dataset, task: {train_prompts: 128, eval_prompts: 32}}
+  golden: {kind: oracle, data: task}
+  labels: {kind: label, data: task, judge: golden}
+  sft:    {kind: sft, data: labels, train: {steps: 10}}
+  online: {kind: align, init: sft, sampler: {online: golden}, train: {steps: 300}}
+"""
+
+
 def test_kill_9_mid_training_then_rerun_resumes_without_duplicate_rows(tmp_path):
-    args = ["run", TINY, "--workspace", tmp_path / "runs", "--no-report", "--executor", "local",
-            "stages.online.train.steps=150", "stages.online.train.checkpoint_every=10"]
+    spec = tmp_path / "online.yaml"
+    spec.write_text(ONLINE_ONLY)
+    args = ["run", spec, "--workspace", tmp_path / "runs", "--no-report", "--executor", "local", "--max-parallel", "2"]
     runner = subprocess.Popen([*CLI, *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     jobs = tmp_path / "runs" / "jobs"
     online = None
@@ -67,4 +83,4 @@ def test_kill_9_mid_training_then_rerun_resumes_without_duplicate_rows(tmp_path)
     total, distinct = con.execute("select count(*), count(distinct (job_id, step, name)) from metrics").fetchone()
     online_losses = con.execute("select count(*) from metrics where job_id = ? and name = 'train/loss'",
                                 [online.id]).fetchone()[0]
-    assert total == distinct and online_losses == 150
+    assert total == distinct and online_losses == 300
