@@ -127,7 +127,7 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
     for job_id, message in result.failed.items():
         err_console.print(f"[red]failed[/red] {job_id}: {message}", markup=False)
     if report:
-        out = _write_report(ws, compiled.spec.name, None)
+        out = _write_report(ws, compiled, None)
         console.print(f"report: {out}")
     if not result.ok:
         raise typer.Exit(1)
@@ -265,14 +265,15 @@ def report(spec: SpecArg, output: Annotated[Optional[Path], typer.Option("--outp
     if not (ws / "jobs").exists():
         raise UserError(f"nothing to report: no jobs in {ws} (run the spec first: specc run {spec})")
     ingest_store(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
-    out = _write_report(ws, compiled.spec.name, output, compiled.spec.report.figures)
+    out = _write_report(ws, compiled, output)
     console.print(f"report: {out}")
 
 
-def _write_report(ws: Path, name: str, output: Path | None, figures=None) -> Path:
+def _write_report(ws: Path, compiled, output: Path | None) -> Path:
     from specc.reports.render import render_report
 
-    return render_report(ws, name, output or ws / "reports" / f"{name}.html", figures)
+    name, settings = compiled.spec.name, compiled.spec.report
+    return render_report(ws, name, output or ws / "reports" / f"{name}.html", settings.figures, custom=settings.custom)
 
 
 @app.command()

@@ -1,97 +1,79 @@
-"""Verdicts on the paper's claims, computed in SQL from a spec's results.
+"""Verdicts on the paper's claims (NOTES.md, findings table), computed from a spec's results.
 
-Each check returns None when the spec produced no data for the claim (it is
-then left out), or a verdict that says "observed", "not observed" or
-"inconclusive" with the numbers that decided it. Intervals are the 95%
-intervals of the win-rate evaluations; seeds are pooled by taking each
-method's per-seed peak.
+Each claim's check (gap_claims.py, mechanism_claims.py) aggregates in SQL (per-seed or
+per-run peaks, first and last checkpoints) and decides in Python on those few rows. A
+verdict is "observed", "not observed" or "inconclusive" with the numbers and 95%
+intervals that decided it (stats.py says where intervals come from); a claim the spec's
+data cannot speak to comes back as not measured, with what it would need.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
+
+from specc.reports import gap_claims as gap
+from specc.reports import mechanism_claims as mechanism
+from specc.reports.claim_data import Finding
+from specc.reports.queries import SpecData
+
+__all__ = ["CLAIMS", "Claim", "Finding", "findings"]
 
 
 @dataclass(frozen=True)
-class Finding:
+class Claim:
+    figure: str
     claim: str
-    verdict: str  # observed | not observed | inconclusive
-    evidence: str
-
-    @property
-    def css(self) -> str:
-        return {"observed": "yes", "not observed": "no"}.get(self.verdict, "na")
+    needs: str
+    check: Callable[..., list[Finding]]
 
 
-def findings(con, spec_name: str) -> list[Finding]:
-    checks = (_online_beats_offline, _over_optimisation, _offline_classifies_better, _tandem_reproduces_online)
-    return [f for check in checks if (f := check(con, spec_name)) is not None]
+def findings(data: SpecData) -> tuple[list[Finding], list["Claim"]]:
+    """(verdicts, claims not measured by this spec)."""
+    measured, not_measured = [], []
+    for claim in CLAIMS:
+        try:
+            found = claim.check(data, claim)
+        except Exception as exc:  # data no check foresaw must not cost the run its report
+            message = (str(exc).splitlines() or [""])[0]
+            found = [Finding(claim.figure, claim.claim, "inconclusive",
+                             f"could not be checked: {type(exc).__name__}: {message}")]
+        measured.extend(found) if found else not_measured.append(claim)
+    return measured, not_measured
 
 
-def _peaks(con, spec_name):
-    """Per method: the best checkpoint's win rate (and its interval, KL, run)."""
-    return con.execute("""
-        SELECT method, arg_max(win_rate, win_rate) AS peak, arg_max(win_rate_lo, win_rate),
-               arg_max(win_rate_hi, win_rate), arg_max(kl, win_rate), arg_max(stage, win_rate), count(DISTINCT job_id)
-        FROM kl_vs_winrate WHERE spec_name = ? GROUP BY method""", [spec_name]).fetchall()
-
-
-def _online_beats_offline(con, spec_name) -> Finding | None:
-    peaks = {row[0]: row[1:] for row in _peaks(con, spec_name)}
-    if "online" not in peaks or "offline" not in peaks:
-        return None
-    on, off = peaks["online"], peaks["offline"]
-    evidence = (f"peak win rate online {on[0]:.3f} [{on[1]:.3f}, {on[2]:.3f}] at KL {on[3]:.2f} vs best offline "
-                f"{off[0]:.3f} [{off[1]:.3f}, {off[2]:.3f}] at KL {off[3]:.2f} ({off[5]} offline runs)")
-    if on[1] > off[2]:
-        verdict = "observed"
-    elif on[2] < off[1] or on[0] <= off[0]:
-        verdict = "not observed"
-    else:
-        verdict = "inconclusive"
-    return Finding("F1: online reaches a higher peak win rate than the best offline run", verdict, evidence)
-
-
-def _over_optimisation(con, spec_name) -> Finding | None:
-    rows = con.execute("""
-        WITH per_run AS (
-            SELECT method, job_id, max(win_rate) AS peak, arg_max(win_rate_hi, kl) AS last_hi,
-                   arg_max(win_rate, kl) AS last, arg_max(win_rate_lo, win_rate) AS peak_lo, max(kl) AS max_kl
-            FROM kl_vs_winrate WHERE spec_name = ? GROUP BY method, job_id)
-        SELECT method, count(*), count(*) FILTER (WHERE last_hi < peak_lo), avg(peak - last), max(max_kl)
-        FROM per_run GROUP BY method ORDER BY method""", [spec_name]).fetchall()
-    if not rows:
-        return None
-    parts = [f"{m}: {n_fall}/{n} runs fall significantly after their peak (mean drop {drop:.3f}, max KL {kl:.1f})"
-             for m, n, n_fall, drop, kl in rows]
-    verdict = "observed" if all(n_fall > 0 for _, _, n_fall, _, _ in rows) else (
-        "inconclusive" if any(n_fall > 0 for _, _, n_fall, _, _ in rows) else "not observed")
-    return Finding("Over-optimisation: win rate rises then falls with KL, for every method", verdict, "; ".join(parts))
-
-
-def _offline_classifies_better(con, spec_name) -> Finding | None:
-    rows = dict((m, (acc, n)) for m, acc, n in con.execute("""
-        WITH last AS (SELECT r.method, r.job_id, arg_max(e.classifier_accuracy, e.step) AS acc
-                      FROM runs r JOIN evals e USING (job_id)
-                      WHERE r.spec_name = ? AND e.classifier_accuracy IS NOT NULL GROUP BY r.method, r.job_id)
-        SELECT method, avg(acc), count(*) FROM last GROUP BY method""", [spec_name]).fetchall())
-    if "offline" not in rows or "online" not in rows:
-        return None
-    off, on = rows["offline"][0], rows["online"][0]
-    verdict = "observed" if off - on > 0.05 else "not observed"
-    return Finding("F8: offline policies classify D_golden better than online ones",
-                   verdict, f"final accuracy on D_golden: offline {off:.3f}, online {on:.3f}")
-
-
-def _tandem_reproduces_online(con, spec_name) -> Finding | None:
-    row = con.execute("""
-        WITH loss AS (SELECT r.method, m.step, m.value FROM runs r JOIN metrics m USING (job_id)
-                      WHERE r.spec_name = ? AND m.name = 'train/loss' AND r.method IN ('online', 'tandem'))
-        SELECT count(*), max(abs(o.value - t.value)) FROM loss o JOIN loss t
-        ON o.step = t.step AND o.method = 'online' AND t.method = 'tandem'""", [spec_name]).fetchone()
-    if not row or not row[0]:
-        return None
-    steps, worst = row
-    verdict = "observed" if worst == 0 else "not observed"
-    return Finding("App. F: offline on D_online in its exact order reproduces the online run",
-                   verdict, f"{steps} steps compared; largest per-step loss difference {worst:.3g}")
+CLAIMS = [
+    Claim("Fig. 1", "Online reaches a higher peak win rate than the best offline run",
+          "online and offline align stages evaluated with `evaluate.judge`", gap.online_beats_offline_peak),
+    Claim("Fig. 1", "Online is ahead of offline at matched KL", "online and offline align stages evaluated with "
+          "`evaluate.judge`, with overlapping KL ranges", gap.online_ahead_at_matched_kl),
+    Claim("Fig. 1", "Over-optimisation: win rate rises, then falls as KL grows",
+          "align runs with three or more evaluations", gap.over_optimisation),
+    Claim("Fig. 4", "Offline on the online run's own data, shuffled, stays below online (coverage does not "
+          "explain the gap)", "a replay stage with `shuffle` > 0, and the online run it replays evaluated",
+          mechanism.shuffled_below_online),
+    Claim("Fig. 5", "Better offline data (from a stronger policy) does not close the gap to online",
+          "online, and offline on a dataset other than `evaluate.pairs` (e.g. a `pairs` stage)", gap.better_data),
+    Claim("Fig. 6", "The proxy judge classifies the online policy's samples better than the policy does",
+          "online stages with `evaluate.judge` (eval/proxy_accuracy_on_policy or online/judge_accuracy_golden)",
+          mechanism.proxy_beats_policy),
+    Claim("Fig. 6", "The proxy judge's accuracy decays as the online policy drifts out of distribution",
+          "online stages with `evaluate.judge` (online/judge_accuracy_golden per step)", mechanism.proxy_decays),
+    Claim("Fig. 7", "Classification accuracy on D_golden does not predict win rate",
+          "align stages with `evaluate.pairs` and `evaluate.judge` (four or more checkpoints)",
+          mechanism.accuracy_not_predictive),
+    Claim("Fig. 8", "Offline policies classify D_golden better than online ones",
+          "online and offline stages with `evaluate.pairs`", mechanism.offline_classifies_better),
+    Claim("Fig. 8", "Log-probabilities of winning responses fall, most for offline",
+          "online and offline stages with `evaluate.pairs`", mechanism.winners_fall_most_offline),
+    Claim("Fig. 10, 11, 14", "Scaling the policy narrows but does not close the gap",
+          "online and offline stages at two or more `model.size`s", gap.scaling_narrows),
+    Claim("Fig. 12", "On-policy-ness of offline data (proximity to π_sft) matters most",
+          "a measure of each offline dataset's distance from π_sft, which runs do not record yet "
+          "(see the dataset-ablation figure for the win rates)", mechanism.dataset_proximity),
+    Claim("Fig. 13", "Small shuffling of the online stream is harmless, large shuffling hurts",
+          "replay stages at two or more `shuffle` levels above 0", mechanism.shuffle_levels),
+    Claim("App. F", "Offline on D_online in its exact order reproduces the online run",
+          "a replay stage with `shuffle: 0` and the train/loss of the online run it replays",
+          mechanism.tandem_reproduces_online),
+]
