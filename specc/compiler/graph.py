@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from specc.compiler.schema import AlignStage, Spec
 from specc.compiler.source import Source
 from specc.errors import SpecError, did_you_mean
 
@@ -59,13 +58,19 @@ def parse_reference(text: str) -> tuple[str, int | None] | None:
     name, sep, step = text.partition("@")
     if not sep:
         return name, None
-    return (name, int(step)) if step.isdigit() else None
+    return (name, int(step)) if step.isascii() and step.isdigit() else None
 
 
-def stage_references(spec: Spec, source: Source, errors: list[SpecError]) -> dict[str, list[Reference]]:
-    """Resolve and check every reference; infer `prompts` where it is unique."""
+def stage_references(stages: dict, source: Source, errors: list[SpecError],
+                     declared=None) -> dict[str, list[Reference]]:
+    """Resolve and check every reference of the valid `stages`; infer `prompts` where it is unique.
+
+    `declared` names every stage written in the spec, including ones that failed
+    validation: a reference to one of those is not reported again."""
+    declared = set(stages) if declared is None else set(declared)
+    found_before = len(errors)
     refs: dict[str, list[Reference]] = {}
-    for name, stage in spec.stages.items():
+    for name, stage in stages.items():
         refs[name] = []
         for field, kinds in REFERENCE_FIELDS[stage.kind].items():
             value = get_path(stage, field)
@@ -75,27 +80,29 @@ def stage_references(spec: Spec, source: Source, errors: list[SpecError]) -> dic
                     continue
                 role = f"{field}.{i}" if isinstance(value, list) else field
                 where = ("stages", name) + tuple(role.split("."))
-                ref = _check_reference(spec, name, role, field, text, kinds, source, where, errors)
+                ref = _check_reference(stages, declared, name, role, field, text, kinds, source, where, errors)
                 if ref is not None:
                     refs[name].append(ref)
     _check_cycles(refs, source, errors)
-    if not any(e.message.endswith("(cycle)") for e in errors):
-        _infer_prompts(spec, refs, source, errors)
+    if len(errors) == found_before and declared == set(stages):
+        _infer_prompts(stages, refs, source, errors)  # with a broken graph, "no dataset upstream" is noise
     return refs
 
 
-def _check_reference(spec, name, role, field, text, kinds, source, where, errors) -> Reference | None:
+def _check_reference(stages, declared, name, role, field, text, kinds, source, where, errors) -> Reference | None:
     loc = source.locate(where)
     dotted = ".".join(str(p) for p in where)
     parsed = parse_reference(text)
     if parsed is None:
-        errors.append(SpecError(loc, dotted, f"bad reference '{text}': expected a stage name or stage@step"))
+        errors.append(SpecError(loc, dotted, f"bad reference '{text}': expected a stage name or stage@step, "
+                                             "with step a whole number >= 0"))
         return None
     target, step = parsed
-    if target not in spec.stages:
-        errors.append(SpecError(loc, dotted, f"unknown stage '{target}'{did_you_mean(target, spec.stages)}"))
+    if target not in stages:
+        if target not in declared:
+            errors.append(SpecError(loc, dotted, f"unknown stage '{target}'{did_you_mean(target, declared)}"))
         return None
-    target_kind = spec.stages[target].kind
+    target_kind = stages[target].kind
     if target_kind not in kinds:
         errors.append(SpecError(loc, dotted, f"'{target}' is a {target_kind} stage; expected a stage of kind {' or '.join(kinds)}"))
         return None
@@ -105,43 +112,49 @@ def _check_reference(spec, name, role, field, text, kinds, source, where, errors
         if field not in CHECKPOINT_FIELDS:
             errors.append(SpecError(loc, dotted, f"a checkpoint step (@{step}) is not allowed in {field}"))
             return None
-        train = spec.stages[target].train
+        train = stages[target].train
         saved = set(train.save_at) | {train.steps}
         if step not in saved:
             errors.append(SpecError(loc, dotted, f"'{target}' never saves step {step}: it saves {sorted(saved)} (add {step} to its train.save_at)"))
             return None
-    if field == "sampler.replay" and spec.stages[target].sampler.online is None:
+    if field == "sampler.replay" and stages[target].sampler.online is None:
         errors.append(SpecError(loc, dotted, f"'{target}' is not an online stage: only an online align stage records a stream to replay"))
         return None
     return Reference(role, target, step)
 
 
 def _check_cycles(refs, source, errors) -> None:
+    """Depth-first search without recursion (a spec may chain many stages); each back edge is a loop."""
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-
-    def visit(name, trail):
-        state[name] = 1
-        for ref in refs[name]:
+    for root in refs:
+        if root in state:
+            continue
+        state[root] = 1
+        trail, stack = [root], [iter(refs[root])]
+        while stack:
+            ref = next(stack[-1], None)
+            if ref is None:
+                state[trail.pop()] = 2
+                stack.pop()
+                continue
+            name = trail[-1]
             if state.get(ref.stage) == 1:
-                cycle = trail[trail.index(ref.stage):] + [ref.stage] if ref.stage in trail else [name, ref.stage]
+                cycle = trail[trail.index(ref.stage):] + [ref.stage]
                 where = ("stages", name) + tuple(ref.role.split("."))
                 errors.append(SpecError(source.locate(where), ".".join(map(str, where)),
                                         f"references form a loop: {' -> '.join(cycle)} (cycle)"))
             elif ref.stage not in state:
-                visit(ref.stage, trail + [ref.stage])
-        state[name] = 2
-
-    for name in refs:
-        if name not in state:
-            visit(name, [name])
+                state[ref.stage] = 1
+                trail.append(ref.stage)
+                stack.append(iter(refs[ref.stage]))
 
 
-def _infer_prompts(spec, refs, source, errors) -> None:
+def _infer_prompts(stages, refs, source, errors) -> None:
     """Align and pairs stages sample prompts: from `prompts`, or the one dataset upstream."""
-    for name, stage in spec.stages.items():
+    for name, stage in stages.items():
         if stage.kind not in ("align", "pairs") or stage.prompts is not None:
             continue
-        datasets = sorted(_dataset_ancestors(name, spec, refs, set()))
+        datasets = sorted(_dataset_ancestors(name, stages, refs))
         if len(datasets) == 1:
             refs[name].append(Reference("prompts", datasets[0], None))
         else:
@@ -150,34 +163,35 @@ def _infer_prompts(spec, refs, source, errors) -> None:
                                     f"which dataset's prompts? set `prompts` ({why})"))
 
 
-def _dataset_ancestors(name, spec, refs, seen) -> set[str]:
-    if name in seen:
-        return set()
-    seen.add(name)
-    if spec.stages[name].kind == "dataset":
-        return {name}
-    found = set()
-    for ref in refs[name]:
-        if ref.role.startswith("evaluate."):
-            continue  # the judge or baseline does not decide the task
-        found |= _dataset_ancestors(ref.stage, spec, refs, seen)
+def _dataset_ancestors(name, stages, refs) -> set[str]:
+    found, seen, todo = set(), {name}, [name]
+    while todo:
+        current = todo.pop()
+        if stages[current].kind == "dataset":
+            found.add(current)
+            continue
+        for ref in refs[current]:
+            # the judge or baseline does not decide the task
+            if not ref.role.startswith("evaluate.") and ref.stage not in seen:
+                seen.add(ref.stage)
+                todo.append(ref.stage)
     return found
 
 
 def topological_order(refs: dict[str, list[Reference]]) -> list[str]:
+    """Upstream first; `refs` must be free of cycles."""
     order, done = [], set()
-
-    def visit(name):
-        if name in done:
-            return
-        done.add(name)
-        for ref in refs[name]:
-            visit(ref.stage)
-        order.append(name)
-
-    for name in refs:
-        visit(name)
+    for root in refs:
+        stack = [(root, False)]
+        while stack:
+            name, expanded = stack.pop()
+            if expanded:
+                order.append(name)
+            elif name not in done:
+                done.add(name)
+                stack.append((name, True))
+                stack.extend((ref.stage, False) for ref in reversed(refs[name]))
     return order
 
 
-__all__ = ["Reference", "REFERENCE_FIELDS", "stage_references", "topological_order", "AlignStage"]
+__all__ = ["Reference", "REFERENCE_FIELDS", "stage_references", "topological_order"]

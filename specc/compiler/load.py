@@ -9,6 +9,7 @@ All errors of all layers are collected and raised together.
 from __future__ import annotations
 
 import copy
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from specc.compiler.schema import STAGE_MODELS, Spec
+from specc.compiler.schema import STAGE_MODELS, STAGE_NAME_PATTERN, Spec
 from specc.compiler.source import Source, load_file, parse_yaml
 from specc.errors import Location, SpecError, SpecErrors, did_you_mean
 
@@ -26,23 +27,65 @@ CLI = "<command line>"
 
 def load_spec(path: str | Path, *, profile: str | None = None, overrides: list[str] = ()) -> tuple[Spec, Source]:
     """Read, layer and validate a spec file. Raises SpecErrors listing every problem."""
+    source = load_source(path, profile=profile, overrides=overrides)
+    spec, _, errors = validate_partially(source)
+    if errors:
+        raise SpecErrors(errors)
+    return spec, source
+
+
+def load_source(path: str | Path, *, profile: str | None = None, overrides: list[str] = ()) -> Source:
+    """Read and layer a spec file, unvalidated. Raises SpecErrors if a layer cannot be read."""
     source = _load_with_bases(Path(path), seen=())
     if profile is not None:
-        source = _apply_profile(source, profile, str(path))
+        source = _apply_profile(source, profile)
     for item in overrides:
         source = _apply_override(source, item)
     _merge_defaults(source)
-    return validate(source), source
+    return source
 
 
 def validate(source: Source) -> Spec:
+    spec, _, errors = validate_partially(source)
+    if errors:
+        raise SpecErrors(errors)
+    return spec
+
+
+def validate_partially(source: Source) -> tuple[Spec | None, dict[str, Any], list[SpecError]]:
+    """The spec (None if invalid), every stage that is valid on its own, and every error.
+
+    The valid stages let the graph be checked even when some other part of the
+    spec is wrong, so one run reports all of a file's errors."""
     if not isinstance(source.data, dict):
         loc = source.locate(())
-        raise SpecErrors([SpecError(loc, "", "a spec is a mapping with at least `name` and `stages`")])
+        return None, {}, [SpecError(loc, "", "a spec is a mapping with at least `name` and `stages`")]
     try:
-        return Spec.model_validate(source.data)
+        spec = Spec.model_validate(source.data)
+        return spec, dict(spec.stages), []
     except ValidationError as exc:
-        raise SpecErrors([_to_spec_error(err, source) for err in exc.errors()]) from None
+        errors = _to_spec_errors(exc.errors(), source)
+    stages = {}
+    for name, raw in declared_stages(source).items():
+        model = _stage_model(raw)
+        if model is None or not re.fullmatch(STAGE_NAME_PATTERN, name):
+            continue
+        try:
+            stages[name] = model.model_validate(raw)
+        except ValidationError:
+            pass  # reported above, as part of the whole spec
+    return None, stages, errors
+
+
+def declared_stages(source: Source) -> dict[str, Any]:
+    """Every stage written in the spec, valid or not: name -> raw mapping."""
+    stages = source.data.get("stages") if isinstance(source.data, dict) else None
+    return stages if isinstance(stages, dict) else {}
+
+
+def _stage_model(raw) -> type[BaseModel] | None:
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    return STAGE_MODELS.get(kind) if isinstance(kind, str) else None
 
 
 # -- layering -----------------------------------------------------------------
@@ -58,13 +101,17 @@ def _load_with_bases(path: Path, seen: tuple) -> Source:
         raise SpecErrors([SpecError(source.locate(("extends",)), "extends", "expected a file name or a list of them")])
     merged = Source({}, {})
     for i, base in enumerate(bases):
-        base_path = (path.parent / base).resolve()
-        if base_path in seen or base_path == path.resolve():
-            raise SpecErrors([SpecError(source.locate(("extends",)), "extends", f"'{base}' extends itself (cycle)")])
-        if not base_path.exists():
-            loc = source.locate(("extends", i)) if isinstance(source.data["extends"], list) else source.locate(("extends",))
-            raise SpecErrors([SpecError(loc, "extends", f"base spec '{base}' not found (looked for {base_path})")])
-        merged = _overlay(merged, _load_with_bases(base_path, seen + (path.resolve(),)))
+        base_path = path.parent / base
+        where = ("extends", i) if isinstance(source.data["extends"], list) else ("extends",)
+        loc, field = source.locate(where), ".".join(map(str, where))
+        if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+            raise SpecErrors([SpecError(loc, field, f"'{base}' extends itself (cycle)")])
+        if not base_path.is_file():
+            raise SpecErrors([SpecError(loc, field, f"base spec '{base}' not found (looked for {base_path.resolve()})")])
+        base_source = _load_with_bases(base_path, seen + (path.resolve(),))
+        if not isinstance(base_source.data, dict):
+            raise SpecErrors([SpecError(loc, field, f"base spec '{base}' is not a mapping of spec keys")])
+        merged = _overlay(merged, base_source)
     own = Source({k: v for k, v in source.data.items() if k != "extends"}, source.locations)
     return _overlay(merged, own)
 
@@ -82,13 +129,16 @@ def _deep_merge(base, top):
     return copy.deepcopy(top)
 
 
-def _apply_profile(source: Source, profile: str, file: str) -> Source:
+def _apply_profile(source: Source, profile: str) -> Source:
     profiles = source.data.get("profiles") if isinstance(source.data, dict) else None
     if not isinstance(profiles, dict) or profile not in profiles:
-        names = list(profiles or {})
+        names = list(profiles) if isinstance(profiles, dict) else []
         hint = did_you_mean(profile, names) or (f" (profiles: {', '.join(names)})" if names else " (the spec has no profiles)")
         raise SpecErrors([SpecError(Location(CLI, 0, 0), "--profile", f"unknown profile '{profile}'{hint}")])
     prefix = ("profiles", profile)
+    if not isinstance(profiles[profile], dict):
+        raise SpecErrors([SpecError(source.locate(prefix), f"profiles.{profile}",
+                                    "a profile is a mapping of spec keys to overlay, e.g. {stages: {sft: {train: {steps: 10}}}}")])
     locations = {p[2:]: loc for p, loc in source.locations.items() if p[:2] == prefix}
     return _overlay(source, Source(profiles[profile], locations))
 
@@ -106,7 +156,9 @@ def _apply_override(source: Source, item: str) -> Source:
     patch: Any = value
     for part in reversed(path):
         patch = {part: patch}
-    return _overlay(source, Source(patch, {path[:i]: loc for i in range(1, len(path) + 1)}))
+    # locate the overridden value on the command line, but keep the file's positions of its parents
+    locations = {path[:i]: loc for i in range(1, len(path)) if path[:i] not in source.locations}
+    return _overlay(source, Source(patch, {**locations, path: loc}))
 
 
 def _merge_defaults(source: Source) -> None:
@@ -119,7 +171,7 @@ def _merge_defaults(source: Source) -> None:
     for name, stage in data["stages"].items():
         if not isinstance(stage, dict):
             continue
-        model = STAGE_MODELS.get(stage.get("kind"))
+        model = _stage_model(stage)
         for block, (values, origin) in blocks.items():
             if not isinstance(values, dict) or not values or model is None or block not in model.model_fields:
                 continue
@@ -135,38 +187,62 @@ def _merge_defaults(source: Source) -> None:
 # -- pydantic errors -> located errors ------------------------------------------
 
 
+def _to_spec_errors(errors: list[dict], source: Source) -> list[SpecError]:
+    """One located error per field and per mistake.
+
+    A union's alternatives (`data: str | list`) become one message; a wrong
+    default merged into many stages is reported once, as the default."""
+    merged: dict[tuple, SpecError] = {}
+    seen: set[tuple] = set()
+    for err in errors:
+        error = _to_spec_error(err, source)
+        key = (error.location, error.field)
+        if key in merged:
+            if error.message not in merged[key].message:
+                merged[key] = SpecError(error.location, error.field, f"{merged[key].message}; or: {error.message}")
+        elif (error.location, error.message, error.field.rpartition(".")[2]) not in seen:
+            merged[key] = error
+        seen.add((error.location, error.message, error.field.rpartition(".")[2]))
+    return list(merged.values())
+
+
 def _to_spec_error(err: dict, source: Source) -> SpecError:
     path = _data_path(err["loc"], source.data)
-    field = ".".join(str(p) for p in path)
-    message = err["msg"]
-    kind = err["type"]
+    message, kind = err["msg"], err["type"]
+    show_input = kind not in ("missing", "extra_forbidden", "union_tag_not_found", "union_tag_invalid")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(path[:-1], source.data)
         message = f"unknown key '{path[-1]}'{did_you_mean(path[-1], allowed)}"
         if allowed:
             message += f"; expected one of: {', '.join(sorted(allowed))}"
     elif kind == "union_tag_invalid":
-        tag = err.get("ctx", {}).get("tag", "")
-        message = f"unknown stage kind '{tag}'{did_you_mean(tag, STAGE_MODELS)}; expected one of: {', '.join(STAGE_MODELS)}"
-        field = field + ".kind" if field else "kind"
+        path += ("kind",)
+        tag = err["input"].get("kind") if isinstance(err.get("input"), dict) else None
+        shown = f"'{tag}'{did_you_mean(tag, STAGE_MODELS)}" if isinstance(tag, str) else f"{tag!r} (not a name)"
+        message = f"unknown stage kind {shown}; expected one of: {', '.join(STAGE_MODELS)}"
     elif kind == "union_tag_not_found":
         message = f"missing `kind`; expected one of: {', '.join(STAGE_MODELS)}"
     elif kind == "missing":
         message = "required field is missing"
     elif kind in ("value_error", "assertion_error"):
         message = message.removeprefix("Value error, ")
-    if "input" in err and kind not in ("missing", "extra_forbidden", "union_tag_not_found", "union_tag_invalid"):
+    elif err["loc"][-1:] == ("[key]",) and err["loc"][:1] == ("stages",):
+        message = (f"stage name {path[-1]!r} is not allowed: use letters, digits, _ and -, starting with a letter or _ "
+                   "(references use @, sweeps use .)")
+        show_input = False
+    if show_input and "input" in err:
         shown = repr(err["input"])
         if len(shown) <= 60 and not isinstance(err["input"], dict):
             message += f" (got {shown})"
-    loc = source.locate(path) or Location("<spec>", 0, 0)
-    return SpecError(loc, field, message)
+    return SpecError(source.locate(path) or Location("<spec>", 0, 0), ".".join(str(p) for p in path), message)
 
 
 def _data_path(loc: tuple, data) -> tuple:
     """Pydantic's loc without its internal parts (union tags, validator names)."""
     path, node = [], data
     for part in loc:
+        if part == "[key]":
+            continue  # the error is about the key itself, e.g. a stage name
         if isinstance(node, dict) and part in node:
             path.append(part)
             node = node[part]
@@ -207,8 +283,7 @@ def _unwrap(ann, node):
             args = [a for a in typing.get_args(ann) if a is not type(None)]
             stage_models = [a for a in args if a in STAGE_MODELS.values()]
             if stage_models:
-                kind = node.get("kind") if isinstance(node, dict) else None
-                return STAGE_MODELS.get(kind, Any)
+                return _stage_model(node) or Any
             models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
             ann = models[0] if models else args[0]
         else:

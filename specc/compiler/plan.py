@@ -15,19 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from specc.compiler.graph import Reference, get_path, stage_references, topological_order
-from specc.compiler.load import load_spec
-from specc.compiler.schema import STAGE_MODELS, ExecutorSettings, Spec
+from specc.compiler.load import declared_stages, load_source, validate_partially
+from specc.compiler.points import stage_points
+from specc.compiler.schema import ExecutorSettings, Spec
 from specc.compiler.source import Source
-from specc.compiler.sweeps import (WhereError, compile_where, evaluate_where, set_path, sweep_points,
-                                   sweep_size)
-from specc.errors import SpecError, SpecErrors
+from specc.errors import Location, SpecError, SpecErrors
 
 # Bump when a change to the runtime changes what an existing job config computes.
 RUNTIME_VERSION = 1
 NOT_HASHED = ("description", "sweep")
+# one encoder for every hash: building one per call costs a fifth of the time on big sweeps
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,16 @@ class Plan:
 def compile_spec(path: str | Path, *, profile: str | None = None, overrides: list[str] = (),
                  max_jobs: int | None = None) -> Plan:
     """Load, validate and expand a spec. Raises SpecErrors with every problem found."""
-    spec, source = load_spec(path, profile=profile, overrides=list(overrides))
-    plan = expand(spec, source, max_jobs=max_jobs)
+    source = load_source(path, profile=profile, overrides=list(overrides))
+    spec, stages, errors = validate_partially(source)
+    plan = _expand(spec, stages, declared_stages(source), source, max_jobs, errors)
     plan.spec_path = str(path)
     plan.spec_text = Path(path).read_text(encoding="utf-8")
     return plan
+
+
+def expand(spec: Spec, source: Source, *, max_jobs: int | None = None) -> Plan:
+    return _expand(spec, dict(spec.stages), spec.stages, source, max_jobs, [])
 
 
 @dataclass(frozen=True)
@@ -84,95 +88,36 @@ class _Instance:
     context: dict  # "stage.path" -> swept value
 
 
-def expand(spec: Spec, source: Source, *, max_jobs: int | None = None) -> Plan:
-    errors: list[SpecError] = []
-    refs = stage_references(spec, source, errors)
-    if errors:
+def _expand(spec: Spec | None, stages: dict, declared, source: Source, max_jobs: int | None,
+            errors: list[SpecError]) -> Plan:
+    """Check the graph and every sweep of the valid `stages`, then (if all is well) build the jobs."""
+    if max_jobs is not None and max_jobs < 1:
+        raise SpecErrors([SpecError(Location("<command line>", 0, 0), "--max-jobs", f"must be at least 1, got {max_jobs}")])
+    refs = stage_references(stages, source, errors, declared=declared)
+    limit = max_jobs or (spec.max_jobs if spec else Spec.model_fields["max_jobs"].default)
+    points = {name: stage_points(stage, name, source, limit, errors) for name, stage in stages.items()}
+    if errors or spec is None:
         raise SpecErrors(errors)
-    limit = max_jobs or spec.max_jobs
     instances: dict[str, list[_Instance]] = {}
     total = 0
     for name in topological_order(refs):
-        points = _stage_points(spec, source, name, limit, errors)
-        instances[name] = _expand_stage(spec, name, refs[name], points, instances)
+        instances[name] = _expand_stage(spec, name, refs[name], points[name], instances, budget=limit - total)
         total += len(instances[name])
         if total > limit:
-            errors.append(SpecError(source.locate(("stages", name, "sweep")), f"stages.{name}.sweep",
-                                    f"the plan grows past {limit} jobs (at least {total}); raise `max_jobs` "
-                                    f"or pass --max-jobs if this is intended"))
-            break
-    if errors:
-        raise SpecErrors(errors)
+            raise SpecErrors([SpecError(source.locate(("stages", name)), f"stages.{name}",
+                                        f"the plan grows to at least {total} jobs here (sweeps upstream fan out), "
+                                        f"past the limit of {limit}; raise `max_jobs` or pass --max-jobs if this is intended")])
     jobs = {inst.job.id: inst.job for name in instances for inst in instances[name]}
-    ordered = sorted(jobs.values(), key=lambda j: (j.wave, list(spec.stages).index(j.stage), j.id))
+    order = {name: i for i, name in enumerate(spec.stages)}
+    ordered = sorted(jobs.values(), key=lambda j: (j.wave, order[j.stage], j.id))
     return Plan(spec=spec, spec_path="", spec_text="", jobs=ordered)
 
 
-def _stage_points(spec, source, name, limit, errors) -> list[tuple[dict, dict]]:
-    """(validated config, swept values) for each of the stage's own sweep points."""
-    stage = spec.stages[name]
-    raw = source.data["stages"][name]
-    base = ("stages", name, "sweep")
-    size = sweep_size(stage.sweep)
-    if size > limit:
-        errors.append(SpecError(source.locate(base), ".".join(base),
-                                f"this sweep alone expands to {size} jobs, past the limit of {limit}; raise `max_jobs` or pass --max-jobs"))
-        return []
-
-    def locate(key):
-        for where in (base + (key,), base + ("grid", key)):
-            if where in source.locations:
-                return source.locations[where]
-        return source.locate(base)
-
-    seed_path = "train.seed" if "train" in STAGE_MODELS[stage.kind].model_fields else "seed"
-    points = sweep_points(stage.sweep, seed_path, locate, errors)
-    wheres = []
-    for i, text in enumerate(stage.sweep.where if stage.sweep else []):
-        try:
-            wheres.append((i, compile_where(text)))
-        except WhereError as exc:
-            errors.append(SpecError(source.locate(base + ("where", i)), f"{'.'.join(base)}.where.{i}", str(exc)))
-    unswept = {k: v for k, v in raw.items() if k != "sweep"}
-    out = []
-    for point in points:
-        config_raw = unswept
-        for path, value in point.items():
-            config_raw = set_path(config_raw, path, value)
-        try:
-            config = STAGE_MODELS[stage.kind].model_validate(config_raw).model_dump(mode="json")
-            if config.get("evaluate", {}).get("baseline") == name:
-                config["evaluate"]["baseline"] = None  # against itself = against its init
-        except ValidationError as exc:
-            for err in exc.errors():
-                key = ".".join(str(p) for p in err["loc"])
-                errors.append(SpecError(locate(_axis_for(key, point)), f"stages.{name}.sweep",
-                                        f"swept value {key}={err.get('input')!r}: {err['msg']}"))
-            continue
-        keep = True
-        for i, tree in wheres:
-            try:
-                keep = keep and evaluate_where(tree, config)
-            except (WhereError, TypeError) as exc:
-                errors.append(SpecError(source.locate(base + ("where", i)), f"{'.'.join(base)}.where.{i}", str(exc)))
-                wheres = []
-                break
-        if keep:
-            out.append((config, {f"{name}.{k}": v for k, v in point.items()}))
-    if points and not out and not errors:
-        errors.append(SpecError(source.locate(base), ".".join(base), "`where` drops every point of the sweep"))
-    return out
-
-
-def _axis_for(key: str, point: dict) -> str:
-    for path in point:
-        if key.startswith(path) or path.startswith(key):
-            return path
-    return next(iter(point), key)
-
-
-def _expand_stage(spec, name, stage_refs: list[Reference], points, instances) -> list[_Instance]:
+def _expand_stage(spec, name, stage_refs: list[Reference], points, instances, budget: int) -> list[_Instance]:
+    """Jobs of one stage; stops once past `budget` (the caller reports the limit)."""
     targets = sorted({ref.stage for ref in stage_refs})
+    kind = spec.stages[name].kind
+    steps = {ref.role: ref.step for ref in stage_refs if ref.step is not None}
     out = []
     for combo in itertools.product(*(instances[t] for t in targets)):
         context = _join_contexts([inst.context for inst in combo])
@@ -180,13 +125,13 @@ def _expand_stage(spec, name, stage_refs: list[Reference], points, instances) ->
             continue
         chosen = dict(zip(targets, combo))
         upstream = {ref.role: chosen[ref.stage].job.id for ref in stage_refs}
-        steps = {ref.role: ref.step for ref in stage_refs if ref.step is not None}
         wave = 1 + max((inst.job.wave for inst in combo), default=-1)
         for config, swept in points:
             job_context = {**context, **swept}
-            job_id = job_hash(spec.stages[name].kind, config, upstream, steps)
-            job = Job(job_id, name, spec.stages[name].kind, config, upstream, steps, job_context, wave)
+            job = Job(job_hash(kind, config, upstream, steps), name, kind, config, upstream, steps, job_context, wave)
             out.append(_Instance(job, job_context))
+        if len(out) > budget:
+            break
     return out
 
 
@@ -209,8 +154,7 @@ def job_hash(kind: str, config: dict, upstream: dict, steps: dict) -> str:
     for role in upstream:
         hashed = _drop_path(hashed, role)
     payload = {"kind": kind, "config": hashed, "upstream": upstream, "steps": steps, "runtime": RUNTIME_VERSION}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(_CANONICAL_JSON.encode(payload).encode()).hexdigest()[:16]
 
 
 def _drop_path(config: dict, role: str) -> dict:

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
+# Every integer fits in int64: torch seeds, DuckDB BIGINT columns and numpy all stop there.
+INT64_MAX = 2**63 - 1
+PositiveInt = Annotated[int, Field(ge=1, le=INT64_MAX)]
+NonNegInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
+# A stage name is used in references (`sft@300`) and in swept keys (`sft.train.lr`).
+STAGE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+StageName = Annotated[str, Field(pattern=STAGE_NAME_PATTERN)]
 
 
 class Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are never meant (1e400 reads as inf) and cannot be hashed as JSON
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSettings(Block):
@@ -92,7 +98,7 @@ class SamplerSettings(Block):
 class SyntheticTask(Block):
     """The embedded preference task; see docs/embedded-task.md."""
 
-    variant: Literal["topic", "motif"] = "motif"
+    variant: Literal["topic", "motif", "cover"] = "cover"  # runtime.tasks.synthetic documents each
     vocab: Annotated[int, Field(ge=8, le=4096)] = 32
     prompt_len: Annotated[int, Field(ge=2, le=256)] = 8
     response_len: Annotated[int, Field(ge=2, le=256)] = 16
@@ -101,6 +107,11 @@ class SyntheticTask(Block):
     label_temperature: Annotated[float, Field(gt=0)] = 0.1  # D_initial labels ~ Bernoulli(sigmoid(dr/T))
     behaviour_temperature: Annotated[float, Field(gt=0)] = 1.0  # mediocre generator of D_initial
     seed: NonNegInt = 0
+    # `cover` only: size of the hidden token set, penalty per extra copy of a set token,
+    # and how peaked the behaviour policy's per-response unigrams get (0 = uniform)
+    cover_set: Annotated[int, Field(ge=1, le=64)] = 8
+    repeat_penalty: Annotated[float, Field(ge=0)] = 0.5
+    behaviour_spread: Annotated[float, Field(ge=0)] = 2.0
 
 
 class StageBase(Block):
@@ -151,7 +162,7 @@ class SftStage(StageBase):
     """Supervised fine-tuning on all responses (both sides) of pair datasets."""
 
     kind: Literal["sft"]
-    data: str | list[str]
+    data: str | Annotated[list[str], Field(min_length=1)]
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
 
@@ -262,12 +273,26 @@ class ReportSettings(Block):
     custom: dict[str, CustomFigure] = {}
 
 
-class Defaults(Block):
-    """Blocks merged under every stage that has them; a stage's own keys win."""
+def _partial(model: type[Block]) -> type[Block]:
+    """`model` with every field optional, each still checked: a defaults block sets only some keys."""
+    fields = {name: (Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation, None)
+              for name, info in model.model_fields.items()}
+    return create_model(f"Default{model.__name__}", __base__=Block, __doc__=model.__doc__, **fields)
 
-    model: dict[str, Any] = {}
-    train: dict[str, Any] = {}
-    loss: dict[str, Any] = {}
+
+DefaultModelSettings = _partial(ModelSettings)
+DefaultTrainSettings = _partial(TrainSettings)
+DefaultLossSettings = _partial(LossSettings)
+
+
+class Defaults(Block):
+    """Blocks merged under every stage that has them; a stage's own keys win.
+
+    Checked here too, so a wrong default is reported even where every stage overrides it."""
+
+    model: DefaultModelSettings = DefaultModelSettings()
+    train: DefaultTrainSettings = DefaultTrainSettings()
+    loss: DefaultLossSettings = DefaultLossSettings()
 
 
 class Spec(Block):
@@ -277,7 +302,7 @@ class Spec(Block):
     workspace: str = "runs"  # job dirs, DuckDB file and reports; relative to the current directory
     defaults: Defaults = Defaults()
     evaluate: EvaluateSettings = EvaluateSettings()
-    stages: dict[str, Stage]
+    stages: Annotated[dict[StageName, Stage], Field(min_length=1)]
     executor: ExecutorSettings = ExecutorSettings()
     report: ReportSettings = ReportSettings()
     max_jobs: PositiveInt = 10_000
