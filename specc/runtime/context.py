@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from specc.runtime.jobdir import JobDir
-from specc.runtime.models import load_model
 
 
 @dataclass
@@ -37,6 +36,8 @@ class JobContext:
 
     def policy(self, role: str) -> torch.nn.Module:
         """The policy an upstream sft/align job saved, at the referenced step if one was named."""
+        from specc.runtime.models import load_model  # transformers: only for stages that need a policy
+
         step = self.spec.get("upstream_steps", {}).get(role)
         return load_model(policy_path(self.upstream(role), step))
 

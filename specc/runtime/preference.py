@@ -20,40 +20,27 @@ from specc.runtime.jobdir import JobDir, atomic_write_json
 from specc.runtime.models import TINY_SIZES
 
 
-READOUTS = ("last", "sum")
-
-
 class PreferenceModel(torch.nn.Module):
-    """`readout`: `last` scores from the final position's hidden state; `sum` adds a score
-    from every response position (each sees the prompt and the response so far), which
-    makes counts and coverage of a response easy to represent."""
-
-    def __init__(self, form: str, size: str, vocab: int, max_len: int, readout: str = "last"):
+    def __init__(self, form: str, size: str, vocab: int, max_len: int):
         super().__init__()
-        if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         width, layers, heads = TINY_SIZES[size]
-        self.form, self.vocab, self.readout = form, vocab, readout
+        self.form, self.vocab = form, vocab
         self.sep = vocab  # one extra token id separates the two responses
         self.backbone = GPT2Model(GPT2Config(vocab_size=vocab + 1, n_positions=max_len, n_embd=width, n_layer=layers,
                                              n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                                              bos_token_id=None, eos_token_id=None, pad_token_id=None))
         self.head = torch.nn.Linear(width, 1)
 
-    def _score(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
-        """A scalar per row; `start` is where the response tokens begin."""
+    def _score(self, tokens: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=tokens).last_hidden_state
-        if self.readout == "sum":
-            return self.head(hidden[:, start:]).squeeze(-1).sum(-1)
         return self.head(hidden[:, -1]).squeeze(-1)
 
     def logit(self, prompts, first, second) -> torch.Tensor:
         """pairwise: logit of P(first beats second) as shown in this order; pointwise: r1 - r2."""
         if self.form == "pointwise":
-            start = prompts.shape[1]
-            return self._score(torch.cat([prompts, first], 1), start) - self._score(torch.cat([prompts, second], 1), start)
+            return self._score(torch.cat([prompts, first], 1)) - self._score(torch.cat([prompts, second], 1))
         sep = torch.full((len(prompts), 1), self.sep, dtype=prompts.dtype)
-        return self._score(torch.cat([prompts, first, sep, second], 1), prompts.shape[1])
+        return self._score(torch.cat([prompts, first, sep, second], 1))
 
     @torch.no_grad()
     def prob_first(self, prompts, first, second, batch: int = 512) -> np.ndarray:
@@ -92,7 +79,7 @@ def save_preference_model(model: PreferenceModel, job: JobDir, meta: dict) -> No
 
 def load_preference_model(job: JobDir, meta: dict | None = None) -> PreferenceModel:
     meta = meta or json.loads((job.artifacts / "judge.json").read_text())
-    model = PreferenceModel(meta["form"], meta["size"], meta["vocab"], meta["max_len"], meta.get("readout", "last"))
+    model = PreferenceModel(meta["form"], meta["size"], meta["vocab"], meta["max_len"])
     model.load_state_dict(load_file(str(job.artifacts / "judge.safetensors")))
     model.eval()
     return model

@@ -14,7 +14,21 @@ Variants (selectable by name; old ones stay):
   a bonus when they appear in the motif's order, and a penalty for tokens
   repeated more than twice; a small additive token preference breaks ties.
   Global, non-additive structure that a judge of whole responses sees but a
-  per-token likelihood ratio does not.
+  per-token likelihood ratio does not. (Tiny preference models stay near 50%
+  on it within minutes of CPU: matching response tokens to prompt positions
+  is slow to learn from scratch.)
+- `cover` (the default since v1; see docs/embedded-task.md): a hidden set S of
+  `cover_set` tokens. The reward is the number of distinct tokens of S the
+  response contains, minus `repeat_penalty` per extra copy of a token of S,
+  plus 0.1 x a small additive token preference (breaks ties). Coverage
+  saturates, so "emit more S tokens", which a per-token likelihood ratio
+  learns from pairs, overshoots into wasted copies; a judge reading the whole
+  response counts them. The behaviour policy of D_initial gives each response
+  its own random unigram (`behaviour_spread`), so peaked responses with many
+  repeats and flat ones with wide coverage both appear in the data.
+
+A variant's prompts, reward and behaviour policy never change under its name
+(VARIANT_VERSION records the version); a change is a new variant.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ import numpy as np
 
 MOTIF_LEN = 3
 TOPICS = 8
+VARIANT_VERSION = {"topic": 1, "motif": 1, "cover": 1}
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,7 @@ class SyntheticTask:
     behaviour_temperature: float
     seed: int
     # `cover` only (defaults keep configs written before these fields loadable)
-    cover_set: int = 6
+    cover_set: int = 8
     repeat_penalty: float = 0.5
     behaviour_spread: float = 2.0
 
