@@ -148,16 +148,19 @@ def cancel(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, prof
 def status(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
            workspace: WorkspaceOpt = None):
     """Counts of done / running / pending / failed / blocked jobs by stage, and the slowest jobs."""
+    from specc.runtime.executor import job_state
     from specc.runtime.jobdir import JobDir
+    from specc.runtime.slurm import scheduler_states
     from specc.store.db import ingest
 
     compiled = _compile(spec, overrides, set_, profile)
     ws = _workspace(compiled, workspace)
+    dirs = {job.id: JobDir(ws / "jobs" / job.id) for job in compiled.jobs}
+    scheduler = scheduler_states([d.status().get("slurm_job_id") for d in dirs.values() if not d.is_done()])
     states, walls = {}, []
     for job in compiled.jobs:
-        jd = JobDir(ws / "jobs" / job.id)
-        state = "done" if jd.is_done() else jd.status().get("state", "pending")
-        state = {"interrupted": "pending", "submitted": "pending", "cancelled": "failed"}.get(state, state)
+        jd = dirs[job.id]
+        state = job_state(jd, scheduler)
         if state == "pending" and any(states.get(u) in ("failed", "blocked") for u in job.upstream.values()):
             state = "blocked"
         states[job.id] = state

@@ -9,6 +9,7 @@ identity); instead parallelism is capped so that threads x jobs <= cores.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +45,34 @@ def prepare(plan: Plan, workspace: Path) -> None:
             atomic_write_json(jd.path / "job.json", job.to_json())
 
 
-def job_state(jd: JobDir) -> str:
+def job_state(jd: JobDir, scheduler_states: dict[str, str] | None = None) -> str:
+    """done | running | pending | failed, from the job dir and, for SLURM jobs, the scheduler."""
     if jd.is_done():
         return "done"
-    return jd.status().get("state", "pending")
+    status = jd.status()
+    state = status.get("state", "pending")
+    slurm_state = (scheduler_states or {}).get(status.get("slurm_job_id") or "")
+    if slurm_state:
+        if slurm_state.startswith(("RUNNING", "COMPLETING")):
+            return "running"
+        if slurm_state.startswith(("PENDING", "REQUEUED", "SUSPENDED", "RESIZING")):
+            return "pending"
+        return "failed" if state != "done" else "done"
+    if state == "running" and status.get("host") == socket.gethostname() and not _alive(status.get("pid")):
+        return "failed"  # the process died without recording why (killed): rerun resumes it
+    return {"interrupted": "pending", "submitted": "pending", "cancelled": "failed"}.get(state, state)
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cores() -> int:

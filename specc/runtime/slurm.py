@@ -77,7 +77,7 @@ def submit_plan(plan: Plan, workspace: Path, on_event=lambda event, job, info=""
 def _in_flight(plan: Plan, workspace: Path) -> dict[str, str]:
     """Jobs whose SLURM job is still pending or running: specc job id -> SLURM job id."""
     ids = {j.id: job_dir(workspace, j).status().get("slurm_job_id") for j in plan.jobs}
-    states = _sacct_states(ids.values())
+    states = scheduler_states(ids.values())
     return {job: sid for job, sid in ids.items() if sid and states.get(sid) and not states[sid].startswith(TERMINAL)
             and not states[sid].startswith("COMPLETED")}
 
@@ -115,7 +115,7 @@ def wait_plan(plan: Plan, workspace: Path, on_event=lambda event, job, info="": 
     open_jobs = {j.id: j for j in plan.jobs}
     started = time.time()
     while open_jobs:
-        states = _sacct_states([job_dir(workspace, j).status().get("slurm_job_id") for j in open_jobs.values()])
+        states = scheduler_states([job_dir(workspace, j).status().get("slurm_job_id") for j in open_jobs.values()])
         for job_id, job in list(open_jobs.items()):
             jd = job_dir(workspace, job)
             status = jd.status()
@@ -141,7 +141,7 @@ def wait_plan(plan: Plan, workspace: Path, on_event=lambda event, job, info="": 
     return result
 
 
-def _sacct_states(slurm_ids) -> dict[str, str]:
+def scheduler_states(slurm_ids) -> dict[str, str]:
     ids = sorted({i for i in slurm_ids if i})
     if not ids:
         return {}
