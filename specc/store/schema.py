@@ -55,9 +55,13 @@ SELECT sj.spec_name, sj.stage, j.job_id, j.kind, j.status, j.sweep, j.config, j.
        CAST(json_extract(j.config, '$.loss.beta') AS DOUBLE) AS beta,
        CAST(json_extract(j.config, '$.train.lr') AS DOUBLE) AS lr,
        CAST(json_extract(j.config, '$.train.seed') AS BIGINT) AS seed,
-       json_extract_string(j.config, '$.model.size') AS policy_size,
+       -- align jobs inherit the policy of their init (sft, or an align run started from one)
+       coalesce(json_extract_string(j.config, '$.model.size'), json_extract_string(i.config, '$.model.size'),
+                json_extract_string(ii.config, '$.model.size')) AS policy_size,
        CAST(json_extract(j.config, '$.sampler.shuffle') AS DOUBLE) AS shuffle_level
-FROM spec_jobs sj JOIN jobs j USING (job_id)"""),
+FROM spec_jobs sj JOIN jobs j USING (job_id)
+LEFT JOIN jobs i ON i.job_id = json_extract_string(j.upstream, '$.init')
+LEFT JOIN jobs ii ON ii.job_id = json_extract_string(i.upstream, '$.init')"""),
 
     "evals": ("one row per evaluated checkpoint (job_id, step) with every eval/* metric as a column", """
 SELECT job_id, step,
