@@ -112,7 +112,9 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
         if not wait:
             console.print(f"follow with: specc status {spec}  (or specc run {spec} --wait)")
             return
-        result = wait_plan(compiled, ws, on_event=on_event)
+        with console.status("waiting for SLURM") as live:
+            result = wait_plan(compiled, ws, on_event=on_event, on_progress=lambda counts: live.update(
+                "SLURM: " + ", ".join(f"{n} {state}" for state, n in counts.items())))
         result.cached = submitted.cached
     else:
         from specc.runtime.executor import run_local

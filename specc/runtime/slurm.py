@@ -109,7 +109,7 @@ TERMINAL = ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOO
 
 
 def wait_plan(plan: Plan, workspace: Path, on_event=lambda event, job, info="": None, poll_s: float = 2.0,
-              deadline_s: float | None = None) -> RunResult:
+              deadline_s: float | None = None, on_progress=lambda counts: None) -> RunResult:
     """Follow submitted jobs until each is done, failed, or blocked by a failed upstream."""
     result = RunResult()
     open_jobs = {j.id: j for j in plan.jobs}
@@ -132,6 +132,9 @@ def wait_plan(plan: Plan, workspace: Path, on_event=lambda event, job, info="": 
             else:
                 continue
             del open_jobs[job_id]
+        running = sum(1 for j in open_jobs.values() if states.get(job_dir(workspace, j).status().get("slurm_job_id") or "", "").startswith("RUNNING"))
+        on_progress({"done": len(result.done), "running": running, "queued": len(open_jobs) - running,
+                     "failed": len(result.failed), "blocked": len(result.blocked)})
         if open_jobs:
             if deadline_s is not None and time.time() - started > deadline_s:
                 for job_id in open_jobs:
