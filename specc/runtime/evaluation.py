@@ -15,7 +15,7 @@ from specc.runtime.judges import load_judge
 from specc.runtime.loop import step_generator
 from specc.runtime.metrics import (classifier_accuracy, classifier_scores, exact_token_kl,
                                    mean_with_interval, win_outcomes)
-from specc.runtime.models import response_logits, response_logprobs, sample
+from specc.runtime.models import response_logits, response_logprobs, sample, token_logprobs
 
 
 class Evaluator:
@@ -51,9 +51,9 @@ class Evaluator:
     def __call__(self, step: int) -> dict:
         out = {}
         kl_samples = sample(self.policy, self.kl_prompts, self.response_len, step_generator(self.seed, "kl", 0))
-        kl = exact_token_kl(response_logits(self.policy, self.kl_prompts, kl_samples),
-                            response_logits(self.reference, self.kl_prompts, kl_samples))
-        out["eval/kl"] = kl.mean().item()
+        kl_logits = (response_logits(self.policy, self.kl_prompts, kl_samples),
+                     response_logits(self.reference, self.kl_prompts, kl_samples))
+        out["eval/kl"] = exact_token_kl(*kl_logits).mean().item()
         if self.judge is not None:
             win_samples = sample(self.policy, self.win_prompts, self.response_len, step_generator(self.seed, "win", 0))
             p = self.judge.prob_first(self.win_prompts, win_samples, self.baseline_responses)
@@ -61,7 +61,7 @@ class Evaluator:
             out.update({"eval/win_rate": rate, "eval/win_rate_lo": lo, "eval/win_rate_hi": hi})
             if hasattr(self.judge, "reward"):
                 out["eval/oracle_reward"] = float(np.mean(self.judge.reward(self.win_prompts, win_samples)))
-            out.update(self._self_classification(kl_samples, win_samples))
+            out.update(self._self_classification(kl_samples, win_samples, kl_logits))
         if self.pairs is not None:
             chosen, rejected = self._sequence_logps(self.policy, self.pairs)
             scores = classifier_scores(chosen, rejected, *self.ref_pair_logps)
@@ -70,9 +70,10 @@ class Evaluator:
             out["eval/logp_rejected"] = rejected.mean().item()
         return out
 
-    def _self_classification(self, first, second_all) -> dict:
+    def _self_classification(self, first, second_all, first_logits) -> dict:
         """App. E.1 / Fig. 6: on pairs of the policy's own samples, how often the policy (as a
-        classifier) and the online run's proxy judge agree with the golden judge."""
+        classifier) and the online run's proxy judge agree with the golden judge.
+        `first_logits`: (policy, reference) response logits of `first` after the KL prompts."""
         n = min(len(first), len(second_all))
         prompts, first, second = self.win_prompts[:n], first[:n], second_all[:n]
         golden = torch.from_numpy(np.asarray(self.judge.prob_first(prompts, first, second)))
@@ -84,9 +85,12 @@ class Evaluator:
             proxy = torch.from_numpy(np.asarray(self.proxy.prob_first(prompts, first, second)))
             agree = torch.where(proxy == 0.5, 0.5, ((proxy > 0.5) == (golden > 0.5)).double())
             out["eval/proxy_accuracy_on_policy"] = agree[decided].mean().item()
-        scores = classifier_scores(response_logprobs(self.policy, prompts, first).sum(-1),
-                                   response_logprobs(self.policy, prompts, second).sum(-1),
-                                   response_logprobs(self.reference, prompts, first).sum(-1),
-                                   response_logprobs(self.reference, prompts, second).sum(-1))
+        if torch.equal(prompts, self.kl_prompts[:n]):  # the KL pass already scored these very sequences
+            policy_first, ref_first = (token_logprobs(logits[:n], first).sum(-1) for logits in first_logits)
+        else:
+            policy_first = response_logprobs(self.policy, prompts, first).sum(-1)
+            ref_first = response_logprobs(self.reference, prompts, first).sum(-1)
+        scores = classifier_scores(policy_first, response_logprobs(self.policy, prompts, second).sum(-1),
+                                   ref_first, response_logprobs(self.reference, prompts, second).sum(-1))
         out["eval/self_classifier_accuracy"] = classifier_accuracy(scores[decided], (golden > 0.5)[decided])
         return out
