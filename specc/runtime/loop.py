@@ -42,6 +42,16 @@ def make_optimizer(model: torch.nn.Module, train: dict):
     return optimizer, scheduler
 
 
+def apply_update(model: torch.nn.Module, optimizer, scheduler, loss: torch.Tensor, grad_clip: float | None) -> None:
+    """One optimiser step on `loss`: backward, optional global-norm clipping, step, schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+
+
 @dataclass
 class Learner:
     """What the loop drives. `step_fn(step) -> {metric: value}` does one update."""

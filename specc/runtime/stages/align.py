@@ -9,7 +9,7 @@ import torch
 from specc.runtime.context import JobContext
 from specc.runtime.evaluation import Evaluator
 from specc.runtime.losses import preference_loss, sequence_logp
-from specc.runtime.loop import Learner, batch_indices, make_optimizer, run_loop
+from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop
 from specc.runtime.models import response_logprobs, save_model
 from specc.runtime.samplers import OfflineSampler, OnlineSampler, ReplaySampler
 
@@ -44,12 +44,7 @@ def build_align(ctx: JobContext) -> Learner:
         logps = response_logprobs(policy, both_prompts, both_responses)
         pol_chosen, pol_rejected = sequence_logp(logps, None, loss_cfg["normalize"]).chunk(2)
         loss, h = preference_loss(loss_cfg["name"], loss_cfg["beta"], pol_chosen, pol_rejected, ref_chosen, ref_rejected)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if train["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), train["grad_clip"])
-        optimizer.step()
-        scheduler.step()
+        apply_update(policy, optimizer, scheduler, loss, train["grad_clip"])
         return {**metrics, "train/loss": loss.item(), "train/margin_mean": h.mean().item(),
                 "train/margin_std": h.std().item() if len(h) > 1 else 0.0,
                 "train/logp_chosen": pol_chosen.mean().item(), "train/logp_rejected": pol_rejected.mean().item()}

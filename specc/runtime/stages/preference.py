@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from specc.runtime.artifacts import read_pairs, task_info
 from specc.runtime.context import JobContext
-from specc.runtime.loop import Learner, batch_indices, make_optimizer, run_loop, step_generator
+from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop, step_generator
 from specc.runtime.preference import PreferenceModel, save_preference_model
 
 HELD_OUT = 0.1  # share of pairs kept for validation accuracy
@@ -38,12 +38,7 @@ def run_preference_model(ctx: JobContext) -> dict:
             first = torch.where(chosen_first[:, None], chosen, rejected)
             second = torch.where(chosen_first[:, None], rejected, chosen)
             loss = F.binary_cross_entropy_with_logits(model.logit(prompts, first, second), chosen_first.float())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if train["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
-        optimizer.step()
-        scheduler.step()
+        apply_update(model, optimizer, scheduler, loss, train["grad_clip"])
         return {"train/loss": loss.item()}
 
     def eval_fn(step: int) -> dict:

@@ -7,7 +7,7 @@ import torch
 
 from specc.runtime.artifacts import read_pairs, task_info
 from specc.runtime.context import JobContext
-from specc.runtime.loop import Learner, batch_indices, make_optimizer, run_loop
+from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop
 from specc.runtime.models import build_policy, response_logprobs, save_model
 
 
@@ -29,12 +29,7 @@ def run_sft(ctx: JobContext) -> dict:
     def step_fn(step: int) -> dict:
         idx = batch_indices(len(prompts), train["batch_size"], train["seed"], step)
         nll = -response_logprobs(model, prompts[idx], responses[idx]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        nll.backward()
-        if train["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
-        optimizer.step()
-        scheduler.step()
+        apply_update(model, optimizer, scheduler, nll, train["grad_clip"])
         return {"train/loss": nll.item()}
 
     learner = Learner(model, train, step_fn, optimizer=optimizer, scheduler=scheduler,
