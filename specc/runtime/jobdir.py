@@ -109,9 +109,8 @@ class JobDir:
                            slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None)
 
     def mark_done(self, summary: dict) -> None:
-        status = self.update_status(state="done", finished=time.time())
-        status["wall_s"] = status["finished"] - status.get("started", status["finished"])
-        self.update_status(wall_s=status["wall_s"])
+        finished = time.time()
+        self.update_status(state="done", finished=finished, wall_s=finished - self.status().get("started", finished))
         atomic_write_json(self.path / DONE, summary)
 
     def mark_failed(self, error: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -64,7 +64,6 @@ class Learner:
     flush_fn: Callable[[int], None] | None = None  # e.g. the online stream, at each checkpoint
     optimizer: torch.optim.Optimizer = None
     scheduler: object = None
-    extra_state: dict = field(default_factory=dict)
 
 
 class Interrupted(Exception):
@@ -104,7 +103,7 @@ def _rows(step: int, metrics: dict) -> list[tuple[int, str, float]]:
 
 def _checkpoint(job: JobDir, learner: Learner, step: int) -> None:
     state = {"step": step, "model": learner.model.state_dict(), "optimizer": learner.optimizer.state_dict(),
-             "scheduler": learner.scheduler.state_dict(), "extra": learner.extra_state}
+             "scheduler": learner.scheduler.state_dict()}
     path = job.checkpoint_dir / "state.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -120,5 +119,4 @@ def _resume(job: JobDir, learner: Learner) -> int:
     learner.model.load_state_dict(state["model"])
     learner.optimizer.load_state_dict(state["optimizer"])
     learner.scheduler.load_state_dict(state["scheduler"])
-    learner.extra_state.update(state["extra"])
     return state["step"]

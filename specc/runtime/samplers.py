@@ -81,12 +81,6 @@ class OnlineSampler:
                      columns, extra={"step": steps})
         self.buffer, self.last_flush = [], None
 
-    def recent_pairs(self):
-        """The latest recorded batch (for policy-as-classifier on the online stream)."""
-        if not self.buffer:
-            return None
-        _, prompts, chosen, rejected = self.buffer[-1]
-        return prompts, chosen, rejected
 
 
 def read_stream(job: JobDir) -> dict[str, np.ndarray]:
