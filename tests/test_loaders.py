@@ -215,3 +215,16 @@ def test_unsupported_suffix_and_unparsable_file(tmp_path, cache):
 def test_hub_name_offline_is_readable(cache):
     with pytest.raises(ValueError, match=r"Anthropic/hh-rlhf \(subset 'helpful-base'\), split 'train'"):
         load_preferences("anthropic_hh", hub_name="Anthropic/hh-rlhf", subset="helpful-base", cache_dir=cache)
+
+
+def test_hh_subset_selects_a_folder_of_the_repository(tmp_path, cache):
+    # Anthropic/hh-rlhf's layout: one repository, a folder per subset (read here from a local copy)
+    repo = tmp_path / "hh-rlhf"
+    (repo / "helpful-base").mkdir(parents=True)
+    (repo / "harmless-base").mkdir()
+    write_jsonl(repo / "helpful-base" / "train.jsonl", HH_ROWS[:1])
+    write_jsonl(repo / "harmless-base" / "train.jsonl", HH_ROWS[1:2])
+    helpful = load_preferences("anthropic_hh", hub_name=str(repo), subset="helpful-base", cache_dir=cache)
+    harmless = load_preferences("anthropic_hh", hub_name=str(repo), subset="harmless-base", cache_dir=cache)
+    assert [r.chosen.strip() for r in helpful] == ["Hello! How can I help?"]
+    assert [r.rejected.strip() for r in harmless] == ["7, I think."]

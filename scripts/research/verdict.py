@@ -1,6 +1,8 @@
 """The bar's four checks from summary.jsonl rows written by run_pipeline.py.
 
-    python scripts/research/verdict.py WORKSPACE/summary.jsonl TAG
+    python scripts/research/verdict.py WORKSPACE/summary.jsonl TAG [--markdown]
+
+--markdown prints one row per seed in the layout of docs/embedded-task.md's pipeline table.
 
 Per seed: F1 peak win rates (online, best offline config, tandem-shuffled) and the mean
 online-minus-offline-envelope gap at matched KL (piecewise-linear in KL over the range
@@ -66,13 +68,37 @@ def pooled(xs):
     return f"{xs.mean():.3f} [{xs.mean() - half:.3f}, {xs.mean() + half:.3f}]"
 
 
+def _short(label: str) -> str:
+    return label.split("[")[1].split(",")[0]  # "offline[b=0.01,lr=...]" -> "b=0.01"
+
+
+def markdown_row(tag: str, seed: int, overrides: list, wall: float, s: dict) -> str:
+    g = s["gap"]
+    gap = f"{g[0]:+.3f} (KL {g[2]:.1f}-{g[3]:.1f}, ahead on {g[1]:.0%})" if g else "-"
+    offline_over = sum(s["overopt_offline"].values())
+    cells = [tag, str(seed), "; ".join(o.replace("stages.", "") for o in overrides) or "quickstart",
+             f"{s['proxy_acc']:.2f} / {s['proxy_on_policy']:.2f}",
+             f"{s['online_peak']:.3f} @ {s['online_peak_kl']:.1f}",
+             f"{s['offline_best']:.3f} @ {s['offline_best_kl']:.1f} ({_short(s['offline_best_cfg'])})", gap,
+             f"{s['shuffled_peak']:.3f} @ {s['shuffled_peak_kl']:.1f}", f"{s['online_acc']:.2f}",
+             ", ".join(f"{_short(k)}: {v:.2f}" for k, v in s["offline_acc"].items()), f"{s['online_dlogp']:+.1f}",
+             ", ".join(f"{_short(k)}: {v:+.1f}" for k, v in s["offline_dlogp"].items()),
+             f"{'yes' if s['overopt_online'] else 'no'} / {offline_over} of {len(s['overopt_offline'])}", f"{wall:.0f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
 def main():
     path, tag = sys.argv[1], sys.argv[2]
-    seeds = {}
+    seeds, runs = {}, {}
     for line in open(path):
         d = json.loads(line)
         if d["tag"] == tag:
             seeds[d["seed"]] = per_seed(d["rows"])
+            runs[d["seed"]] = d
+    if "--markdown" in sys.argv:
+        for seed, s in sorted(seeds.items()):
+            print(markdown_row(tag, seed, runs[seed]["overrides"], runs[seed]["wall"], s))
+        return
     for seed, s in sorted(seeds.items()):
         g = s["gap"]
         print(f"seed {seed}: online {s['online_peak']:.3f}@{s['online_peak_kl']:.1f}  best offline {s['offline_best']:.3f}"

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from specc.runtime.jobdir import JobDir, atomic_write_json, atomic_write_parquet
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+MASK_SUFFIX = "_mask"  # real data: 1 on real tokens; synthetic data has no mask columns
 
 
 def _token_column(array: np.ndarray) -> pa.Array:
@@ -70,3 +71,9 @@ def read_pairs(job: JobDir) -> dict[str, np.ndarray]:
 
 def read_prompts(job: JobDir, split: str) -> np.ndarray:
     return read_tokens(prompts_path(job, split))["prompt"]
+
+
+def read_prompt_set(job: JobDir, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A split's prompts and their mask (None for unpadded synthetic prompts)."""
+    table = read_tokens(prompts_path(job, split))
+    return table["prompt"], table.get("prompt" + MASK_SUFFIX)

@@ -15,6 +15,7 @@ class JobContext:
     job: JobDir
     spec: dict  # job.json: id, stage, kind, config, upstream, upstream_steps, sweep
     stop_after: int | None = None  # stop (as if pre-empted) after this checkpoint step
+    device: torch.device = torch.device("cpu")
 
     @property
     def config(self) -> dict:
@@ -39,7 +40,7 @@ class JobContext:
         from specc.runtime.models import load_model  # transformers: only for stages that need a policy
 
         step = self.spec.get("upstream_steps", {}).get(role)
-        return load_model(policy_path(self.upstream(role), step))
+        return load_model(policy_path(self.upstream(role), step)).to(self.device)
 
 
 def policy_path(job: JobDir, step: int | None = None) -> Path:

@@ -9,61 +9,85 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from specc.runtime.artifacts import read_pairs, read_prompts, task_info
+from specc.runtime.artifacts import read_pairs, read_prompt_set, task_info
+from specc.runtime.batch import Responder, mask
 from specc.runtime.context import JobContext
+from specc.runtime.device import autocast
 from specc.runtime.judges import load_judge
 from specc.runtime.loop import step_generator
 from specc.runtime.metrics import (classifier_accuracy, classifier_scores, exact_token_kl,
                                    mean_with_interval, win_outcomes)
-from specc.runtime.models import response_logits, response_logprobs, sample, token_logprobs
+from specc.runtime.models import response_logits, response_logprobs, token_logprobs
 
 
 class Evaluator:
     def __init__(self, ctx: JobContext, policy, reference):
         settings = ctx.config["evaluate"]
-        self.policy, self.reference = policy, reference
+        self.policy, self.reference, self.device = policy, reference, ctx.device
         self.seed = settings["seed"]
-        self.response_len = task_info(ctx.upstream("prompts"))["response_len"]
-        prompts = torch.from_numpy(read_prompts(ctx.upstream("prompts"), "eval"))
-        self.win_prompts = prompts[: settings["win_prompts"]]
-        self.kl_prompts = prompts[: settings["kl_prompts"]]
-        self.judge = load_judge(ctx.upstream("evaluate.judge")) if ctx.has("evaluate.judge") else None
+        self.respond = Responder.for_task(task_info(ctx.upstream("prompts")))
+        prompts, prompt_mask = read_prompt_set(ctx.upstream("prompts"), "eval")
+        prompts = torch.from_numpy(prompts).to(self.device)
+        prompt_mask = None if prompt_mask is None else torch.from_numpy(prompt_mask).to(self.device)
+        self.win_prompts = (prompts[: settings["win_prompts"]],
+                            None if prompt_mask is None else prompt_mask[: settings["win_prompts"]])
+        self.kl_prompts = (prompts[: settings["kl_prompts"]],
+                           None if prompt_mask is None else prompt_mask[: settings["kl_prompts"]])
+        self.judge = load_judge(ctx.upstream("evaluate.judge"), ctx.device) if ctx.has("evaluate.judge") else None
         # an online run's own judge (the proxy), scored against the golden judge on the policy's samples
-        self.proxy = load_judge(ctx.upstream("sampler.online")) if ctx.has("sampler.online") else None
+        self.proxy = load_judge(ctx.upstream("sampler.online"), ctx.device) if ctx.has("sampler.online") else None
         baseline_role = "evaluate.baseline" if ctx.has("evaluate.baseline") else "init"
-        baseline = ctx.policy(baseline_role)
-        self.baseline_responses = sample(baseline, self.win_prompts, self.response_len,
-                                         step_generator(self.seed, "baseline", 0))
+        self.baseline_responses = self._sample(ctx.policy(baseline_role), self.win_prompts, "baseline")
         self.pairs = None
         if ctx.has("evaluate.pairs"):
             pairs = read_pairs(ctx.upstream("evaluate.pairs"))
             n = settings["classifier_pairs"]
-            self.pairs = {k: torch.from_numpy(v[:n]) for k, v in pairs.items()}
+            self.pairs = {k: torch.from_numpy(v[:n]).to(self.device) for k, v in pairs.items()}
             with torch.no_grad():
-                self.ref_pair_logps = self._sequence_logps(reference, self.pairs)
+                self.ref_pair_logps = self._pair_logps(reference)
 
-    @staticmethod
-    def _sequence_logps(model, pairs):
-        return (response_logprobs(model, pairs["prompt"], pairs["chosen"]).sum(-1),
-                response_logprobs(model, pairs["prompt"], pairs["rejected"]).sum(-1))
+    def _sample(self, model, prompts, purpose: str):
+        """(responses, mask) for (prompts, mask); the same draws at every evaluation."""
+        with torch.no_grad(), autocast(self.device):
+            return self.respond(model, *prompts, step_generator(self.seed, purpose, 0, self.device))
+
+    def _logits(self, model, prompts, responses):
+        with autocast(self.device):
+            return response_logits(model, prompts[0], responses, prompts[1])
+
+    def _logps(self, model, prompts, responses):
+        """Sequence log-probs of (responses, mask) after (prompts, mask)."""
+        with autocast(self.device):
+            return response_logprobs(model, prompts[0], responses[0], responses[1], prompts[1]).sum(-1)
+
+    def _pair_logps(self, model):
+        prompts = (self.pairs["prompt"], mask(self.pairs, "prompt"))
+        return (self._logps(model, prompts, (self.pairs["chosen"], mask(self.pairs, "chosen"))),
+                self._logps(model, prompts, (self.pairs["rejected"], mask(self.pairs, "rejected"))))
+
+    def _prefer(self, judge, prompts, first, second) -> torch.Tensor:
+        """The judge's P(first beats second) for (tokens, mask) pairs, as a float64 tensor."""
+        return torch.from_numpy(np.asarray(judge.prob_first(prompts[0], first[0], second[0], prompt_mask=prompts[1],
+                                                            first_mask=first[1], second_mask=second[1]),
+                                           dtype=np.float64))
 
     @torch.no_grad()
     def __call__(self, step: int) -> dict:
         out = {}
-        kl_samples = sample(self.policy, self.kl_prompts, self.response_len, step_generator(self.seed, "kl", 0))
-        kl_logits = (response_logits(self.policy, self.kl_prompts, kl_samples),
-                     response_logits(self.reference, self.kl_prompts, kl_samples))
-        out["eval/kl"] = exact_token_kl(*kl_logits).mean().item()
+        kl_samples = self._sample(self.policy, self.kl_prompts, "kl")
+        kl_logits = (self._logits(self.policy, self.kl_prompts, kl_samples[0]),
+                     self._logits(self.reference, self.kl_prompts, kl_samples[0]))
+        out["eval/kl"] = exact_token_kl(*kl_logits, kl_samples[1]).mean().item()
         if self.judge is not None:
-            win_samples = sample(self.policy, self.win_prompts, self.response_len, step_generator(self.seed, "win", 0))
-            p = self.judge.prob_first(self.win_prompts, win_samples, self.baseline_responses)
+            win_samples = self._sample(self.policy, self.win_prompts, "win")
+            p = self._prefer(self.judge, self.win_prompts, win_samples, self.baseline_responses)
             rate, lo, hi = mean_with_interval(win_outcomes(p))
             out.update({"eval/win_rate": rate, "eval/win_rate_lo": lo, "eval/win_rate_hi": hi})
             if hasattr(self.judge, "reward"):
-                out["eval/oracle_reward"] = float(np.mean(self.judge.reward(self.win_prompts, win_samples)))
+                out["eval/oracle_reward"] = float(np.mean(self.judge.reward(self.win_prompts[0], win_samples[0])))
             out.update(self._self_classification(kl_samples, win_samples, kl_logits))
         if self.pairs is not None:
-            chosen, rejected = self._sequence_logps(self.policy, self.pairs)
+            chosen, rejected = self._pair_logps(self.policy)
             scores = classifier_scores(chosen, rejected, *self.ref_pair_logps)
             out["eval/classifier_accuracy"] = classifier_accuracy(scores, torch.ones_like(scores, dtype=torch.bool))
             out["eval/logp_chosen"] = chosen.mean().item()
@@ -73,24 +97,35 @@ class Evaluator:
     def _self_classification(self, first, second_all, first_logits) -> dict:
         """App. E.1 / Fig. 6: on pairs of the policy's own samples, how often the policy (as a
         classifier) and the online run's proxy judge agree with the golden judge.
-        `first_logits`: (policy, reference) response logits of `first` after the KL prompts."""
-        n = min(len(first), len(second_all))
-        prompts, first, second = self.win_prompts[:n], first[:n], second_all[:n]
-        golden = torch.from_numpy(np.asarray(self.judge.prob_first(prompts, first, second)))
+        `first`, `second_all`: (responses, mask) after the KL and the win prompts;
+        `first_logits`: (policy, reference) response logits of `first`."""
+        n = min(len(first[0]), len(second_all[0]))
+        cut = lambda pair: (pair[0][:n], None if pair[1] is None else pair[1][:n])  # noqa: E731
+        prompts, first, second = cut(self.win_prompts), cut(first), cut(second_all)
+        golden = self._prefer(self.judge, prompts, first, second)
         decided = golden != 0.5
         if not decided.any():
             return {}
         out = {}
         if self.proxy is not None:
-            proxy = torch.from_numpy(np.asarray(self.proxy.prob_first(prompts, first, second)))
+            proxy = self._prefer(self.proxy, prompts, first, second)
             agree = torch.where(proxy == 0.5, 0.5, ((proxy > 0.5) == (golden > 0.5)).double())
             out["eval/proxy_accuracy_on_policy"] = agree[decided].mean().item()
-        if torch.equal(prompts, self.kl_prompts[:n]):  # the KL pass already scored these very sequences
-            policy_first, ref_first = (token_logprobs(logits[:n], first).sum(-1) for logits in first_logits)
+        if _same(prompts, cut(self.kl_prompts)):  # the KL pass already scored these very sequences
+            policy_first, ref_first = (_masked(token_logprobs(logits[:n], first[0]), first[1]).sum(-1)
+                                       for logits in first_logits)
         else:
-            policy_first = response_logprobs(self.policy, prompts, first).sum(-1)
-            ref_first = response_logprobs(self.reference, prompts, first).sum(-1)
-        scores = classifier_scores(policy_first, response_logprobs(self.policy, prompts, second).sum(-1),
-                                   ref_first, response_logprobs(self.reference, prompts, second).sum(-1))
-        out["eval/self_classifier_accuracy"] = classifier_accuracy(scores[decided], (golden > 0.5)[decided])
+            policy_first, ref_first = self._logps(self.policy, prompts, first), self._logps(self.reference, prompts, first)
+        scores = classifier_scores(policy_first, self._logps(self.policy, prompts, second),
+                                   ref_first, self._logps(self.reference, prompts, second))
+        decided = decided.to(scores.device)
+        out["eval/self_classifier_accuracy"] = classifier_accuracy(scores[decided], (golden > 0.5).to(scores.device)[decided])
         return out
+
+
+def _same(a, b) -> bool:
+    return torch.equal(a[0], b[0]) and (a[1] is None) == (b[1] is None) and (a[1] is None or torch.equal(a[1], b[1]))
+
+
+def _masked(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return values if mask is None else values * mask

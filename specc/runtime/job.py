@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from specc.runtime.context import JobContext
+from specc.runtime.device import job_device, precision
 from specc.runtime.jobdir import JobDir
 from specc.runtime.loop import Interrupted
 
@@ -46,9 +47,10 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     threads = spec["config"].get("train", {}).get("threads", 1)
     torch.set_num_threads(threads)  # 1 vs 2 threads is not bit-identical: fixed and recorded
     torch.use_deterministic_algorithms(True, warn_only=True)
-    job.mark_running(threads)
+    device = job_device()
+    job.mark_running(threads, device.type, precision(device))
     try:
-        summary = _stage_runner(spec["kind"])(JobContext(job, spec, stop_after)) or {}
+        summary = _stage_runner(spec["kind"])(JobContext(job, spec, stop_after, device)) or {}
     except (Interrupted, SystemExit, KeyboardInterrupt):
         # pre-empted (submitit exits after requeueing on USR2) or stopped: resumable, not failed
         job.update_status(state="interrupted")

@@ -102,9 +102,10 @@ class JobDir:
         atomic_write_json(self.path / "status.json", status)
         return status
 
-    def mark_running(self, threads: int) -> None:
+    def mark_running(self, threads: int, device: str = "cpu", precision: str = "float32") -> None:
         status = self.status()
         self.update_status(state="running", host=socket.gethostname(), pid=os.getpid(), threads=threads,
+                           device=device, precision=precision,
                            started=status.get("started") or time.time(), attempt=status.get("attempt", 0) + 1,
                            slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None)
 

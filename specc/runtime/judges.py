@@ -1,8 +1,10 @@
 """Judges: who prefers which response. The oracle (golden) and trained preference models.
 
-Every judge answers `prob_first(prompts, first, second)`: P(first beats
-second), symmetrised over the order of the two responses (App. A), so a
-verdict never depends on which side a response was shown on.
+Every judge answers `prob_first(prompts, first, second, prompt_mask=None,
+first_mask=None, second_mask=None)`: P(first beats second) as a numpy array,
+symmetrised over the order of the two responses (App. A), so a verdict never
+depends on which side a response was shown on. Masks (1 = real token) come with
+padded real data; the oracle judges the synthetic task, which has none.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class OracleJudge:
     def __init__(self, task: SyntheticTask):
         self.task = task
 
-    def prob_first(self, prompts, first, second) -> np.ndarray:
+    def prob_first(self, prompts, first, second, prompt_mask=None, first_mask=None, second_mask=None) -> np.ndarray:
+        # the synthetic task is never padded: masks carry nothing for it
         return self.task.preference_prob(_np(prompts), _np(first), _np(second))
 
     def reward(self, prompts, responses) -> np.ndarray:
@@ -33,12 +36,13 @@ def write_oracle(job: JobDir, task_config: dict) -> None:
     atomic_write_json(job.artifacts / "judge.json", {"type": "oracle", "task": task_config})
 
 
-def load_judge(job: JobDir):
+def load_judge(job: JobDir, device: torch.device | str = "cpu"):
+    """The judge a job wrote; a trained preference model is placed on `device`."""
     spec = json.loads((job.artifacts / "judge.json").read_text())
     if spec["type"] == "oracle":
         return OracleJudge(SyntheticTask.from_config(spec["task"]))
     from specc.runtime.preference import load_preference_model
-    return load_preference_model(job, spec)
+    return load_preference_model(job, spec).to(device)
 
 
 def _np(x) -> np.ndarray:

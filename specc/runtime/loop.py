@@ -18,9 +18,10 @@ import torch
 from specc.runtime.jobdir import JobDir
 
 
-def step_generator(seed: int, purpose: str, step: int) -> torch.Generator:
+def step_generator(seed: int, purpose: str, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A fresh generator for one draw; on a GPU, for draws made there (e.g. sampling)."""
     digest = hashlib.sha256(f"{seed}/{purpose}/{step}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return torch.Generator(device).manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:

@@ -31,44 +31,78 @@ def tiny_config(size: str, vocab: int, max_len: int) -> GPT2Config:
                       bos_token_id=None, eos_token_id=None, pad_token_id=None, tie_word_embeddings=True)
 
 
-def build_policy(model_cfg: dict, vocab: int, max_len: int, seed: int) -> GPT2LMHeadModel:
+def build_policy(model_cfg: dict, vocab: int, max_len: int, seed: int):
     if model_cfg["family"] != "tiny":
         from specc.runtime.models_hub import load_causal_lm
-        return load_causal_lm(model_cfg["name"], dtype=model_cfg["dtype"])[0]
+        model = load_causal_lm(model_cfg["name"], dtype=model_cfg["dtype"])[0]
+        if model.get_input_embeddings().num_embeddings < vocab:
+            raise ValueError(f"{model_cfg['name']}: {model.get_input_embeddings().num_embeddings} token embeddings, "
+                             f"but the dataset's tokenizer has {vocab} ids: use the model's own tokenizer")
+        return model.train()
     torch.manual_seed(seed)  # transformers initialises from the global generator
     model = GPT2LMHeadModel(tiny_config(model_cfg["size"], vocab, max_len))
     return model
 
 
 def save_model(model, path: Path) -> None:
+    """Weights and config in one safetensors file; a tied output layer is stored once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    output = model.get_output_embeddings()
+    tied = output is not None and output.weight is model.get_input_embeddings().weight
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
     save_file(state, str(tmp), metadata={"config": model.config.to_json_string()})
     tmp.replace(path)
 
 
-def load_model(path: Path) -> GPT2LMHeadModel:
+def load_model(path: Path):
+    """A policy saved by `save_model`: tiny GPT-2s and any hub causal LM, rebuilt from the
+    stored config (nothing is downloaded)."""
+    import json
+
     from safetensors import safe_open
     with safe_open(str(path), "pt") as fh:
-        config = GPT2Config.from_dict(__import__("json").loads(fh.metadata()["config"]))
-    model = GPT2LMHeadModel(config)
-    model.load_state_dict(load_file(str(path)), strict=False)
+        config = json.loads(fh.metadata()["config"])
+    if config.get("model_type", "gpt2") == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config.from_dict(config))
+    else:
+        from transformers import AutoConfig, AutoModelForCausalLM
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
+    state = load_file(str(path))
+    model.load_state_dict(state, strict=False)
     model.tie_weights()
+    if state:  # the saved dtype (a bf16 hub model stays bf16)
+        model.to(next(iter(state.values())).dtype)
     return model
 
 
-def response_logits(model, prompts: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
-    """Next-token logits at each response position: [B, R, V]."""
+def response_logits(model, prompts: torch.Tensor, responses: torch.Tensor,
+                    prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Next-token logits at each response position: [B, R, V].
+
+    `prompt_mask` (1 = real token) marks left padding of real-data prompts; responses are
+    right-padded, which causal attention never lets reach the positions before it."""
     tokens = torch.cat([prompts, responses], dim=1)
-    logits = _gpt2_logits(model, tokens) if _plain_gpt2(model) else model(input_ids=tokens).logits
+    if prompt_mask is not None:
+        attention = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
+        logits = model(input_ids=tokens, attention_mask=attention, position_ids=positions(attention)).logits
+    elif _plain_gpt2(model):
+        logits = _gpt2_logits(model, tokens)
+    else:
+        logits = model(input_ids=tokens).logits
     return logits[:, prompts.shape[1] - 1: -1]
 
 
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token (left padding)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def response_logprobs(model, prompts: torch.Tensor, responses: torch.Tensor,
-                      response_mask: torch.Tensor | None = None) -> torch.Tensor:
+                      response_mask: torch.Tensor | None = None,
+                      prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
     """log pi(y_t | x, y_<t) per response token: [B, R] (0 where masked)."""
-    token_logps = token_logprobs(response_logits(model, prompts, responses), responses)
+    token_logps = token_logprobs(response_logits(model, prompts, responses, prompt_mask), responses)
     return token_logps if response_mask is None else token_logps * response_mask
 
 
@@ -78,11 +112,22 @@ def token_logprobs(logits: torch.Tensor, responses: torch.Tensor) -> torch.Tenso
 
 
 def sample(model, prompts: torch.Tensor, length: int, generator: torch.Generator,
-           temperature: float = 1.0) -> torch.Tensor:
+           temperature: float = 1.0, prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Ancestral sampling with a KV cache; every draw comes from `generator`."""
     with torch.inference_mode():  # no autograd bookkeeping at all, per token
-        tokens = _sample(model, prompts, length, generator, temperature)
+        if prompt_mask is None:
+            tokens = _sample(model, prompts, length, generator, temperature)
+        else:
+            tokens = _sample_padded(model, prompts, prompt_mask, length, generator, temperature)
     return tokens.clone()  # a normal tensor: inference tensors cannot be saved for a later backward
+
+
+def end_at_eos(responses: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut sampled responses after their first EOS: (responses padded with `pad_id`, mask).
+    The EOS itself is a real token: the policy chose to stop there."""
+    is_eos = (responses == eos_id).long()
+    after_eos = (is_eos.cumsum(-1) - is_eos) > 0
+    return responses.masked_fill(after_eos, pad_id), (~after_eos).long()
 
 
 def _sample(model, prompts, length, generator, temperature):
@@ -98,6 +143,24 @@ def _sample(model, prompts, length, generator, temperature):
         tokens.append(nxt)
         if t + 1 < length:
             states = [_next_logits(model, rows, past) for rows, (_, past) in zip(nxt.split(len(chunks[0])), states)]
+    return torch.cat(tokens, dim=1)
+
+
+def _sample_padded(model, prompts, prompt_mask, length, generator, temperature):
+    """Left-padded prompts (real data): the attention mask grows by one real position per token."""
+    attention = prompt_mask.long()
+    out = model(input_ids=prompts, attention_mask=attention, position_ids=positions(attention), use_cache=True)
+    logits, past = out.logits[:, -1], out.past_key_values
+    next_position = attention.sum(-1, keepdim=True)
+    tokens = []
+    for t in range(length):
+        nxt = torch.multinomial(torch.softmax(logits.float() / temperature, dim=-1), 1, generator=generator)
+        tokens.append(nxt)
+        if t + 1 < length:
+            attention = torch.cat([attention, torch.ones_like(nxt)], dim=1)
+            out = model(input_ids=nxt, attention_mask=attention, position_ids=next_position + t,
+                        past_key_values=past, use_cache=True)
+            logits, past = out.logits[:, -1], out.past_key_values
     return torch.cat(tokens, dim=1)
 
 

@@ -1,8 +1,8 @@
 """Where an align step's labelled pairs come from: offline, online, or replay of an online stream.
 
-A sampler is called with the step number and returns (prompt, chosen,
-rejected) token tensors plus metrics. All randomness is drawn from
-generators seeded by (seed, purpose, step).
+A sampler is called with the step number and returns a batch (a dict of
+token tensors, see runtime.batch) on the job's device, plus metrics. All
+randomness is drawn from generators seeded by (seed, purpose, step).
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from specc.runtime.artifacts import read_pairs, read_prompts, read_tokens, task_info, write_tokens
+from specc.runtime.artifacts import read_pairs, read_prompt_set, read_tokens, task_info, write_tokens
+from specc.runtime.batch import Responder, mask, pair_batch, take, to_device
 from specc.runtime.context import JobContext
+from specc.runtime.device import autocast
 from specc.runtime.judges import load_judge
 from specc.runtime.jobdir import JobDir
 from specc.runtime.loop import batch_indices, step_generator
-from specc.runtime.models import sample
 
 STREAM_DIR = "stream"
 
@@ -24,11 +25,13 @@ class OfflineSampler:
     def __init__(self, ctx: JobContext):
         pairs = read_pairs(ctx.upstream("sampler.offline"))
         self.pairs = {k: torch.from_numpy(v) for k, v in pairs.items()}
-        self.train = ctx.config["train"]
+        self.train, self.device = ctx.config["train"], ctx.device
+
+    def rows(self, step: int) -> torch.Tensor:
+        return batch_indices(len(self.pairs["prompt"]), self.train["batch_size"], self.train["seed"], step)
 
     def __call__(self, step: int):
-        idx = batch_indices(len(self.pairs["prompt"]), self.train["batch_size"], self.train["seed"], step)
-        return self.pairs["prompt"][idx], self.pairs["chosen"][idx], self.pairs["rejected"][idx], {}
+        return to_device(take(self.pairs, self.rows(step)), self.device), {}
 
 
 class OnlineSampler:
@@ -41,42 +44,56 @@ class OnlineSampler:
         self.ctx, self.policy = ctx, policy
         self.train = ctx.config["train"]
         self.label_mode = ctx.config["sampler"]["label"]
-        self.prompts = torch.from_numpy(read_prompts(ctx.upstream("prompts"), "train"))
-        self.response_len = task_info(ctx.upstream("prompts"))["response_len"]
-        self.judge = load_judge(ctx.upstream("sampler.online"))
-        self.golden = load_judge(ctx.upstream("evaluate.judge")) if ctx.has("evaluate.judge") else None
-        self.buffer: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.device = ctx.device
+        prompts, prompt_mask = read_prompt_set(ctx.upstream("prompts"), "train")
+        self.prompts = {"prompt": torch.from_numpy(prompts)}
+        if prompt_mask is not None:
+            self.prompts["prompt_mask"] = torch.from_numpy(prompt_mask)
+        self.respond = Responder.for_task(task_info(ctx.upstream("prompts")))
+        self.judge = load_judge(ctx.upstream("sampler.online"), ctx.device)
+        self.golden = load_judge(ctx.upstream("evaluate.judge"), ctx.device) if ctx.has("evaluate.judge") else None
+        self.buffer: list[tuple[int, dict]] = []
         self.last_flush: int | None = None
 
     def __call__(self, step: int):
         seed = self.train["seed"]
-        idx = batch_indices(len(self.prompts), self.train["batch_size"], seed, step)
-        prompts = self.prompts[idx]
-        generator = step_generator(seed, "sample", step)
-        first = sample(self.policy, prompts, self.response_len, generator)
-        second = sample(self.policy, prompts, self.response_len, generator)
-        p_first = torch.from_numpy(np.asarray(self.judge.prob_first(prompts, first, second), dtype=np.float64))
+        idx = batch_indices(len(self.prompts["prompt"]), self.train["batch_size"], seed, step)
+        rows = to_device(take(self.prompts, idx), self.device)
+        prompts, prompt_mask = rows["prompt"], mask(rows, "prompt")
+        generator = step_generator(seed, "sample", step, self.device)
+        with autocast(self.device):
+            first, first_mask = self.respond(self.policy, prompts, prompt_mask, generator)
+            second, second_mask = self.respond(self.policy, prompts, prompt_mask, generator)
+        p_first = torch.from_numpy(np.asarray(self.judge.prob_first(prompts, first, second, prompt_mask=prompt_mask,
+                                                                    first_mask=first_mask, second_mask=second_mask),
+                                              dtype=np.float64))
         if self.label_mode == "argmax":
             first_wins = p_first >= 0.5  # a tie keeps the first sample as the winner
         else:
             first_wins = torch.rand(len(p_first), generator=step_generator(seed, "label", step), dtype=torch.float64) < p_first
-        chosen = torch.where(first_wins[:, None], first, second)
-        rejected = torch.where(first_wins[:, None], second, first)
+        first_wins = first_wins[:, None].to(self.device)
+
+        def pick(a, b):
+            return None if a is None else torch.where(first_wins, a, b)
+
+        batch = pair_batch(prompts, pick(first, second), pick(second, first), prompt_mask,
+                           pick(first_mask, second_mask), pick(second_mask, first_mask))
         if self.last_flush is None:
             self.last_flush = step
-        self.buffer.append((step, prompts, chosen, rejected))
+        self.buffer.append((step, {name: values.cpu() for name, values in batch.items()}))
         metrics = {}
         if self.golden is not None:
-            golden = torch.from_numpy(np.asarray(self.golden.prob_first(prompts, chosen, rejected)))
+            golden = torch.from_numpy(np.asarray(self.golden.prob_first(
+                prompts, batch["chosen"], batch["rejected"], prompt_mask=prompt_mask,
+                first_mask=mask(batch, "chosen"), second_mask=mask(batch, "rejected"))))
             metrics["online/judge_accuracy_golden"] = torch.where(golden == 0.5, 0.5, (golden > 0.5).double()).mean().item()
-        return prompts, chosen, rejected, metrics
+        return batch, metrics
 
     def flush(self, done: int) -> None:
         if not self.buffer:
             return
-        steps = np.concatenate([np.full(len(p), s, dtype=np.int64) for s, p, _, _ in self.buffer])
-        columns = {name: np.concatenate([b[i].numpy() for b in self.buffer]) for i, name in
-                   ((1, "prompt"), (2, "chosen"), (3, "rejected"))}
+        steps = np.concatenate([np.full(len(b["prompt"]), s, dtype=np.int64) for s, b in self.buffer])
+        columns = {name: np.concatenate([b[name].numpy() for _, b in self.buffer]) for name in self.buffer[0][1]}
         write_tokens(self.ctx.job.artifacts / STREAM_DIR / f"part-{self.last_flush:08d}-{done:08d}.parquet",
                      columns, extra={"step": steps})
         self.buffer, self.last_flush = [], None
@@ -116,13 +133,17 @@ class ReplaySampler:
                              "steps would not line up with the recorded batches")
         if self.train["steps"] * batch > len(stream["step"]):
             raise ValueError(f"replay asks for {self.train['steps']} steps; the stream holds {len(stream['step']) // batch}")
-        order = shuffle_order(len(stream["step"]), ctx.config["sampler"]["shuffle"],
-                              step_generator(self.train["seed"], "shuffle", 0))
-        self.data = {k: torch.from_numpy(stream[k])[order] for k in ("prompt", "chosen", "rejected")}
+        # the stream in recorded order; `order` is the permutation this run visits it in
+        self.order = shuffle_order(len(stream["step"]), ctx.config["sampler"]["shuffle"],
+                                   step_generator(self.train["seed"], "shuffle", 0))
+        self.data = {k: torch.from_numpy(v) for k, v in stream.items() if k != "step"}
+        self.device = ctx.device
+
+    def rows(self, step: int) -> torch.Tensor:
+        return self.order[step * self.train["batch_size"]: (step + 1) * self.train["batch_size"]]
 
     def __call__(self, step: int):
-        sl = slice(step * self.train["batch_size"], (step + 1) * self.train["batch_size"])
-        return self.data["prompt"][sl], self.data["chosen"][sl], self.data["rejected"][sl], {}
+        return to_device(take(self.data, self.rows(step)), self.device), {}
 
 
 __all__ = ["OfflineSampler", "OnlineSampler", "ReplaySampler", "read_stream", "shuffle_order"]

@@ -63,3 +63,11 @@ def test_resumed_job_ends_bit_identical(tiny_run, tmp_path, stage):
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
     if stage == "online":
         assert read_stream(job)["step"].tolist() == read_stream(reference)["step"].tolist()
+
+
+def test_a_judge_continues_from_another_judge(tiny_run):
+    def accuracy(stage):
+        return {s: v for s, n, v in tiny_run.job(stage).read_metrics() if n == "eval/judge_accuracy"}
+
+    # before its first step the continued judge scores exactly what `rm` scored at its end
+    assert accuracy("rm_continued")[0] == accuracy("rm")[4]

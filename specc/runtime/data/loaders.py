@@ -207,8 +207,13 @@ def _builder_for(path: str) -> str:
     raise ValueError(f"{path}: unsupported file type (expected one of {', '.join(_BUILDER_BY_SUFFIX)})")
 
 
+# Anthropic/hh-rlhf keeps its subsets (helpful-base, harmless-base, ...) as folders of one
+# repository, not as named configurations: the subset selects a data_dir there.
+SUBSET_IS_FOLDER = {"anthropic_hh"}
+
+
 def _read_rows(path: str | None, hub_name: str | None, subset: str | None, split: str,
-               cache_dir: str | None) -> datasets.Dataset:
+               cache_dir: str | None, subset_is_folder: bool = False) -> datasets.Dataset:
     if path is not None:
         if not os.path.isfile(path):
             raise ValueError(f"{path}: no such file (expected a .jsonl, .json, .jsonl.gz or .parquet file)")
@@ -218,7 +223,10 @@ def _read_rows(path: str | None, hub_name: str | None, subset: str | None, split
                                              cache_dir=cache_dir)
     else:
         where = f"{hub_name}" + (f" (subset {subset!r})" if subset else "") + f", split {split!r}"
-        load = lambda: datasets.load_dataset(hub_name, subset, split=split, cache_dir=cache_dir)
+        if subset_is_folder:
+            load = lambda: datasets.load_dataset(hub_name, data_dir=subset, split=split, cache_dir=cache_dir)
+        else:
+            load = lambda: datasets.load_dataset(hub_name, subset, split=split, cache_dir=cache_dir)
     try:
         return load()
     except Exception as err:  # datasets raises many types (FileNotFound, DatasetGenerationError, ...)
@@ -253,7 +261,7 @@ def load_preferences(format: str, *, path: str | None = None, hub_name: str | No
         raise ValueError(f"limit must be >= 0, got {limit}")
     parse = _generic_parser(columns) if format == "generic" else _PARSERS[format]
     origin = path if path is not None else f"{hub_name}" + (f"/{subset}" if subset else "") + f":{split}"
-    rows = _read_rows(path, hub_name, subset, split, cache_dir)
+    rows = _read_rows(path, hub_name, subset, split, cache_dir, format in SUBSET_IS_FOLDER)
     return _parse_rows(rows, parse, format, origin, limit)
 
 

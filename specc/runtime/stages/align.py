@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import hashlib
+import json
+import os
+from pathlib import Path
 
 import torch
 
+from specc.compiler.plan import RUNTIME_VERSION
+from specc.runtime.batch import Sides, both_sides, take, to_device
 from specc.runtime.context import JobContext
+from specc.runtime.device import autocast, precision
 from specc.runtime.evaluation import Evaluator
 from specc.runtime.losses import preference_loss, sequence_logp
 from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop
@@ -14,6 +20,10 @@ from specc.runtime.models import response_logprobs, save_model
 from specc.runtime.samplers import OfflineSampler, OnlineSampler, ReplaySampler
 
 PRECOMPUTE_BATCH = 256  # pairs per reference forward when precomputing (512 sequences)
+# Precompute when a run visits at least a quarter of the table: up front, a pair costs about
+# a third of what it costs inside a step (no graph, large batches), and the cached table
+# serves the sweep's other jobs.
+PRECOMPUTE_WORTH = 4
 
 
 def run_align(ctx: JobContext) -> dict:
@@ -26,23 +36,24 @@ def run_align(ctx: JobContext) -> dict:
 def build_align(ctx: JobContext) -> Learner:
     """The policy, its update step and its evaluation, ready for `run_loop` (benchmarks call
     `step_fn` and `eval_fn` directly)."""
-    config, train = ctx.config, ctx.config["train"]
+    config, train, device = ctx.config, ctx.config["train"], ctx.device
     policy = ctx.policy("init")
     reference = ctx.policy("init")  # pi_sft in the paper: the init, frozen
     reference.requires_grad_(False)
     optimizer, scheduler = make_optimizer(policy, train)
     sampler = _make_sampler(ctx, policy)
     loss_cfg = config["loss"]
-    reference_logps = ReferenceLogps(reference, loss_cfg["normalize"], sampler, train)
+    reference_logps = ReferenceLogps(reference, loss_cfg["normalize"], sampler, train, device,
+                                     ReferenceCache.for_job(ctx, sampler))
     evaluator = Evaluator(ctx, policy, reference)
 
     def step_fn(step: int) -> dict:
-        prompts, chosen, rejected, metrics = sampler(step)
-        # one forward over both sides keeps the two log-prob sums in a single graph
-        both_prompts, both_responses = torch.cat([prompts, prompts]), torch.cat([chosen, rejected])
-        ref_chosen, ref_rejected = reference_logps(step, both_prompts, both_responses)
-        logps = response_logprobs(policy, both_prompts, both_responses)
-        pol_chosen, pol_rejected = sequence_logp(logps, None, loss_cfg["normalize"]).chunk(2)
+        batch, metrics = sampler(step)
+        sides = both_sides(batch)  # one forward over both sides keeps the two log-prob sums in one graph
+        ref_chosen, ref_rejected = reference_logps(step, sides)
+        with autocast(device):
+            logps = response_logprobs(policy, sides.prompt, sides.response, sides.response_mask, sides.prompt_mask)
+        pol_chosen, pol_rejected = sequence_logp(logps, sides.response_mask, loss_cfg["normalize"]).chunk(2)
         loss, h = preference_loss(loss_cfg["name"], loss_cfg["beta"], pol_chosen, pol_rejected, ref_chosen, ref_rejected)
         apply_update(policy, optimizer, scheduler, loss, train["grad_clip"])
         return {**metrics, "train/loss": loss.item(), "train/margin_mean": h.mean().item(),
@@ -57,60 +68,101 @@ def build_align(ctx: JobContext) -> Learner:
 class ReferenceLogps:
     """The frozen reference's sequence log-probs of a step's pairs, as (chosen, rejected).
 
-    Offline and replay samplers draw rows of a fixed table of pairs. When a run visits at
-    least as many pairs as the table holds, each pair's reference log-probs are computed
-    once, up front, in large batches, and looked up by row: the reference forward (a
-    quarter of an offline step) leaves the step. Rows do not interact in a forward, so a
-    looked-up value is bit-identical to one computed inside the step's batch, and results
-    do not depend on the path a run takes (the exact-replay test compares an online run,
+    Offline and replay samplers draw rows of a fixed table of pairs. When a run visits a
+    large enough share of the table, each pair's reference log-probs are computed once, up
+    front, in large batches, and looked up by row: the reference forward (a quarter of an
+    offline step) leaves the step. The table is cached in the workspace, so every job of a
+    sweep over the same reference and data (an offline beta sweep; exact and shuffled
+    replays of one stream) reuses it. Rows do not interact in a forward, so a looked-up
+    value is bit-identical to one computed inside the step's batch, and results do not
+    depend on the path a run takes (the exact-replay test compares an online run,
     reference in the step, with its precomputed replay). Online pairs are new every step
     and always go through the forward."""
 
-    def __init__(self, reference, normalize: str, sampler, train: dict):
-        self.reference, self.normalize = reference, normalize
-        self.table, self.rows = None, None
-        source = _pair_table(sampler, train)
-        if source is not None and train["steps"] * train["batch_size"] >= len(source[0]["prompt"]):
-            self.pairs, self.rows = source
-            self.table = self._precompute(self.pairs)
+    def __init__(self, reference, normalize: str, sampler, train: dict, device: torch.device,
+                 cache: "ReferenceCache | None" = None):
+        self.reference, self.normalize, self.device = reference, normalize, device
+        self.table = None
+        if isinstance(sampler, (OfflineSampler, ReplaySampler)):
+            self.pairs, self.rows = (sampler.pairs if isinstance(sampler, OfflineSampler) else sampler.data), sampler.rows
+            visited = train["steps"] * train["batch_size"]
+            cached = cache.load() if cache else None
+            if cached is not None:
+                self.table = cached
+            elif visited * PRECOMPUTE_WORTH >= len(self.pairs["prompt"]):
+                self.table = self._precompute(self.pairs)
+                if cache:
+                    cache.save(self.table)
+            if self.table is not None:
+                self.table = tuple(t.to(device) for t in self.table)
 
-    def __call__(self, step: int, both_prompts: torch.Tensor, both_responses: torch.Tensor):
-        """`both_*`: the step's chosen rows, then its rejected rows."""
+    def __call__(self, step: int, sides: Sides):
         if self.table is not None:
             rows = self.rows(step)
             half = len(rows)
             # a guard, not a lookup key: if the sampler ever drew differently, compute instead
-            if (torch.equal(self.pairs["prompt"][rows], both_prompts[:half])
-                    and torch.equal(self.pairs["chosen"][rows], both_responses[:half])
-                    and torch.equal(self.pairs["rejected"][rows], both_responses[half:])):
+            if (torch.equal(self.pairs["prompt"][rows].to(self.device), sides.prompt[:half])
+                    and torch.equal(self.pairs["chosen"][rows].to(self.device), sides.response[:half])
+                    and torch.equal(self.pairs["rejected"][rows].to(self.device), sides.response[half:])):
+                rows = rows.to(self.device)
                 return self.table[0][rows], self.table[1][rows]
         with torch.no_grad():
-            return self._sequence_logps(both_prompts, both_responses).chunk(2)
+            return self._sequence_logps(sides).chunk(2)
 
-    def _sequence_logps(self, prompts, responses) -> torch.Tensor:
-        return sequence_logp(response_logprobs(self.reference, prompts, responses), None, self.normalize)
+    def _sequence_logps(self, sides: Sides) -> torch.Tensor:
+        with autocast(self.device):
+            logps = response_logprobs(self.reference, sides.prompt, sides.response, sides.response_mask,
+                                      sides.prompt_mask)
+        return sequence_logp(logps, sides.response_mask, self.normalize)
 
     @torch.no_grad()
     def _precompute(self, pairs) -> tuple[torch.Tensor, torch.Tensor]:
         chosen, rejected = [], []
         for i in range(0, len(pairs["prompt"]), PRECOMPUTE_BATCH):
-            prompts = pairs["prompt"][i:i + PRECOMPUTE_BATCH]
-            responses = torch.cat([pairs["chosen"][i:i + PRECOMPUTE_BATCH], pairs["rejected"][i:i + PRECOMPUTE_BATCH]])
-            c, r = self._sequence_logps(torch.cat([prompts, prompts]), responses).chunk(2)
-            chosen.append(c)
-            rejected.append(r)
+            rows = to_device(take(pairs, slice(i, i + PRECOMPUTE_BATCH)), self.device)
+            c, r = self._sequence_logps(both_sides(rows)).chunk(2)
+            chosen.append(c.cpu())
+            rejected.append(r.cpu())
         return torch.cat(chosen), torch.cat(rejected)
 
 
-def _pair_table(sampler, train: dict) -> tuple[dict, Callable[[int], torch.Tensor]] | None:
-    """The table a sampler draws from and the rows it draws at a step, where it has one."""
-    batch = train["batch_size"]
-    if isinstance(sampler, OfflineSampler):
-        n = len(sampler.pairs["prompt"])
-        return sampler.pairs, lambda step: batch_indices(n, batch, train["seed"], step)
-    if isinstance(sampler, ReplaySampler):
-        return sampler.data, lambda step: torch.arange(step * batch, (step + 1) * batch)
-    return None
+class ReferenceCache:
+    """A precomputed reference table in the workspace, keyed by everything its bits depend on:
+    the reference checkpoint, the pair table, the normalisation, threads, device, runtime."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def for_job(cls, ctx: JobContext, sampler) -> "ReferenceCache | None":
+        if isinstance(sampler, OfflineSampler):
+            table = ("offline", ctx.spec["upstream"]["sampler.offline"])
+        elif isinstance(sampler, ReplaySampler):
+            table = ("stream", ctx.spec["upstream"]["sampler.replay"])
+        else:
+            return None
+        train = ctx.config["train"]
+        key = json.dumps({"reference": ctx.spec["upstream"]["init"], "step": ctx.spec.get("upstream_steps", {}).get("init"),
+                          "table": table, "normalize": ctx.config["loss"]["normalize"], "threads": train["threads"],
+                          "device": ctx.device.type, "precision": precision(ctx.device), "runtime": RUNTIME_VERSION},
+                         sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return cls(ctx.jobs_root.parent / "cache" / "reference-logps" / f"{digest}.pt")
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, weights_only=True)
+        except Exception:  # a torn or foreign file is recomputed, never trusted
+            return None
+        return saved["chosen"], saved["rejected"]
+
+    def save(self, table: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        torch.save({"chosen": table[0], "rejected": table[1]}, tmp)
+        os.replace(tmp, self.path)
 
 
 def _make_sampler(ctx: JobContext, policy):

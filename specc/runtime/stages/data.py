@@ -51,19 +51,29 @@ def run_oracle(ctx: JobContext) -> dict:
     return {}
 
 
+LABEL_MASKS = ("prompt_mask", "chosen_mask", "rejected_mask")
+
+
 def run_label(ctx: JobContext) -> dict:
     """Relabel pairs with the judge. argmax: the judge's preferred side (ties keep the
     original order); sample: a side drawn with the judge's probability."""
     data = ctx.upstream("data")
     pairs = read_pairs(data)
-    judge = load_judge(ctx.upstream("judge"))
-    p_first = judge.prob_first(pairs["prompt"], pairs["chosen"], pairs["rejected"])
+    judge = load_judge(ctx.upstream("judge"), ctx.device)
+    masks = {k: pairs[k] for k in LABEL_MASKS if k in pairs}  # real data: padding masks ride along
+    p_first = judge.prob_first(pairs["prompt"], pairs["chosen"], pairs["rejected"],
+                               *(masks.get(k) for k in LABEL_MASKS))
     if ctx.config["mode"] == "argmax":
         keep = p_first >= 0.5
     else:
         keep = np.random.default_rng(0).random(len(p_first)) < p_first
     chosen = np.where(keep[:, None], pairs["chosen"], pairs["rejected"])
     rejected = np.where(keep[:, None], pairs["rejected"], pairs["chosen"])
-    write_tokens(pairs_path(ctx.job), {"prompt": pairs["prompt"], "chosen": chosen, "rejected": rejected})
+    columns = {"prompt": pairs["prompt"], "chosen": chosen, "rejected": rejected}
+    if masks:  # a mask travels with its response when the label flips
+        columns["prompt_mask"] = masks["prompt_mask"]
+        columns["chosen_mask"] = np.where(keep[:, None], masks["chosen_mask"], masks["rejected_mask"])
+        columns["rejected_mask"] = np.where(keep[:, None], masks["rejected_mask"], masks["chosen_mask"])
+    write_tokens(pairs_path(ctx.job), columns)
     write_task_info(ctx.job, task_info(data))
     return {"data/agreement_with_input_labels": float(keep.mean())}

@@ -5,32 +5,48 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from specc.runtime.artifacts import pairs_path, read_prompts, task_info, write_task_info, write_tokens
+from specc.runtime.artifacts import pairs_path, read_prompt_set, task_info, write_task_info, write_tokens
+from specc.runtime.batch import Responder, mask, pair_batch, take, to_device
 from specc.runtime.context import JobContext
+from specc.runtime.device import autocast
 from specc.runtime.judges import load_judge
 from specc.runtime.loop import step_generator
-from specc.runtime.models import sample
 
 BATCH = 256
 
 
 def run_pairs(ctx: JobContext) -> dict:
     info = task_info(ctx.upstream("prompts"))
-    prompts = torch.from_numpy(read_prompts(ctx.upstream("prompts"), "train"))
+    prompts, prompt_mask = read_prompt_set(ctx.upstream("prompts"), "train")
     order = torch.randperm(len(prompts), generator=step_generator(ctx.config["seed"], "prompts", 0))
-    prompts = prompts[order[: ctx.config["count"]]]
-    a, b = ctx.policy("a"), ctx.policy("b")
-    first = _sample_all(a, prompts, info["response_len"], ctx.config["seed"], "a")
-    second = _sample_all(b, prompts, info["response_len"], ctx.config["seed"], "b")
-    a_wins = load_judge(ctx.upstream("judge")).prob_first(prompts, first, second) >= 0.5
+    rows = order[: ctx.config["count"]].numpy()
+    table = {"prompt": torch.from_numpy(prompts[rows])}
+    if prompt_mask is not None:
+        table["prompt_mask"] = torch.from_numpy(prompt_mask[rows])
+    respond = Responder.for_task(info)
+    first = _sample_all(ctx.policy("a"), table, respond, ctx.config["seed"], "a", ctx.device)
+    second = _sample_all(ctx.policy("b"), table, respond, ctx.config["seed"], "b", ctx.device)
+    a_wins = load_judge(ctx.upstream("judge"), ctx.device).prob_first(table["prompt"], first[0], second[0],
+                                                           prompt_mask=mask(table, "prompt"),
+                                                           first_mask=first[1], second_mask=second[1]) >= 0.5
     keep = torch.from_numpy(np.asarray(a_wins))[:, None]
-    write_tokens(pairs_path(ctx.job), {"prompt": prompts.numpy(),
-                                       "chosen": torch.where(keep, first, second).numpy(),
-                                       "rejected": torch.where(keep, second, first).numpy()})
+    pick = lambda a, b: None if a is None else torch.where(keep, a, b).numpy()  # noqa: E731
+    pairs = pair_batch(table["prompt"].numpy(), pick(first[0], second[0]), pick(second[0], first[0]),
+                       None if prompt_mask is None else table["prompt_mask"].numpy(),
+                       pick(first[1], second[1]), pick(second[1], first[1]))
+    write_tokens(pairs_path(ctx.job), pairs)
     write_task_info(ctx.job, info)
     return {"data/a_win_rate": float(np.mean(a_wins))}
 
 
-def _sample_all(policy, prompts, length, seed, purpose):
-    return torch.cat([sample(policy, prompts[i:i + BATCH], length, step_generator(seed, purpose, i))
-                      for i in range(0, len(prompts), BATCH)])
+def _sample_all(policy, table, respond, seed, purpose, device):
+    """(responses, mask) on the CPU, sampled in batches of BATCH prompts."""
+    responses, masks = [], []
+    for i in range(0, len(table["prompt"]), BATCH):
+        rows = to_device(take(table, slice(i, i + BATCH)), device)
+        with autocast(device):
+            out, out_mask = respond(policy, rows["prompt"], mask(rows, "prompt"),
+                                    step_generator(seed, purpose, i, device))
+        responses.append(out.cpu())
+        masks.append(None if out_mask is None else out_mask.cpu())
+    return torch.cat(responses), None if masks[0] is None else torch.cat(masks)

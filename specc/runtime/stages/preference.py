@@ -1,4 +1,8 @@
-"""Train a preference model on labelled pairs (App. A): the proxy judge, or a golden one on D_initial."""
+"""Train a preference model on labelled pairs (App. A): the proxy judge, or a golden one on D_initial.
+
+Real data carries masks (`prompt_mask`, `chosen_mask`, `rejected_mask`); they go to the
+model with the tokens, and travel with their responses when a pair is shown swapped.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ import torch.nn.functional as F
 
 from specc.runtime.artifacts import read_pairs, task_info
 from specc.runtime.context import JobContext
+from specc.runtime.device import autocast
 from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop, step_generator
-from specc.runtime.preference import PreferenceModel, save_preference_model
+from specc.runtime.preference import build_preference_model, load_preference_model, save_preference_model
 
 HELD_OUT = 0.1  # share of pairs kept for validation accuracy
+MASKS = ("prompt_mask", "chosen_mask", "rejected_mask")
 
 
 def run_preference_model(ctx: JobContext) -> dict:
@@ -21,32 +27,65 @@ def run_preference_model(ctx: JobContext) -> dict:
     n_val = max(1, int(len(pairs["prompt"]) * HELD_OUT))
     val = {k: v[-n_val:] for k, v in pairs.items()}
     fit = {k: v[:-n_val] for k, v in pairs.items()}
-    max_len = info["prompt_len"] + 2 * info["response_len"] + 1
     torch.manual_seed(train["seed"])
-    model = PreferenceModel(config["form"], config["model"]["size"], info["vocab"], max_len)
+    model = build_preference_model(config["form"], config["model"], info)
     if ctx.has("init"):
-        model.init_from_policy(ctx.policy("init"))
+        _initialise(model, ctx)
+    model.to(ctx.device)
     optimizer, scheduler = make_optimizer(model, train)
 
     def step_fn(step: int) -> dict:
         idx = batch_indices(len(fit["prompt"]), train["batch_size"], train["seed"], step)
-        prompts, chosen, rejected = fit["prompt"][idx], fit["chosen"][idx], fit["rejected"][idx]
+        batch = {k: v[idx] for k, v in fit.items()}
         if config["form"] == "pointwise":
-            loss = -F.logsigmoid(model.logit(prompts, chosen, rejected)).mean()
+            with autocast(ctx.device):
+                logit = model.logit(batch["prompt"], batch["chosen"], batch["rejected"], *masks_of(batch))
+            loss = -F.logsigmoid(logit.float()).mean()
         else:  # Eq. 5: present the pair in a random order, predict which side won
             chosen_first = torch.rand(len(idx), generator=step_generator(train["seed"], "order", step)) < 0.5
-            first = torch.where(chosen_first[:, None], chosen, rejected)
-            second = torch.where(chosen_first[:, None], rejected, chosen)
-            loss = F.binary_cross_entropy_with_logits(model.logit(prompts, first, second), chosen_first.float())
+            with autocast(ctx.device):
+                logit = model.logit(*shown_in_order(batch, chosen_first))
+            loss = F.binary_cross_entropy_with_logits(logit.float(), chosen_first.float().to(logit.device))
         apply_update(model, optimizer, scheduler, loss, train["grad_clip"])
         return {"train/loss": loss.item()}
 
     def eval_fn(step: int) -> dict:
-        p = model.prob_first(val["prompt"], val["chosen"], val["rejected"])
+        p = model.prob_first(val["prompt"], val["chosen"], val["rejected"], *masks_of(val))
         return {"eval/judge_accuracy": float(np.mean(np.where(p == 0.5, 0.5, p > 0.5)))}
 
     learner = Learner(model, train, step_fn, eval_fn=eval_fn, optimizer=optimizer, scheduler=scheduler)
     run_loop(ctx.job, learner, ctx.stop_after)
-    save_preference_model(model, ctx.job, {"form": config["form"], "size": config["model"]["size"],
-                                           "vocab": info["vocab"], "max_len": max_len})
+    save_preference_model(model.cpu(), ctx.job)
     return {}
+
+
+def _initialise(model, ctx: JobContext) -> None:
+    """Start from a policy (its transformer), or continue another judge of the same shape."""
+    init = ctx.upstream("init")
+    if not (init.artifacts / "judge.json").exists():
+        model.init_from_policy(ctx.policy("init"))
+        return
+    previous = load_preference_model(init)
+    if previous.form != model.form or previous.describe()["max_len"] != model.max_len:
+        raise ValueError(f"init: judge {ctx.spec['upstream']['init']} is {previous.form} over {previous.max_len} "
+                         f"positions; this one is {model.form} over {model.max_len}: they must match")
+    try:
+        model.load_state_dict(previous.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"init: the judge being continued has another architecture ({err})") from None
+
+
+def masks_of(pairs: dict) -> tuple:
+    """(prompt_mask, chosen_mask, rejected_mask), each None where the data has no masks."""
+    return tuple(pairs.get(k) for k in MASKS)
+
+
+def shown_in_order(batch: dict, chosen_first: torch.Tensor) -> tuple:
+    """`logit` arguments for the pair shown as (chosen, rejected) where `chosen_first`, else
+    swapped: (prompts, first, second, prompt_mask, first_mask, second_mask)."""
+    def pick(a, b):
+        return None if a is None else torch.where(chosen_first[:, None], a, b)
+
+    prompt_mask, chosen_mask, rejected_mask = masks_of(batch)
+    return (batch["prompt"], pick(batch["chosen"], batch["rejected"]), pick(batch["rejected"], batch["chosen"]),
+            prompt_mask, pick(chosen_mask, rejected_mask), pick(rejected_mask, chosen_mask))

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from specc.runtime.artifacts import read_pairs, task_info
+from specc.runtime.batch import both_sides, take, to_device
 from specc.runtime.context import JobContext
+from specc.runtime.device import autocast
 from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop
 from specc.runtime.models import build_policy, response_logprobs, save_model
 
 
 def run_sft(ctx: JobContext) -> dict:
-    train = ctx.config["train"]
+    train, device = ctx.config["train"], ctx.device
     roles = ctx.upstream_roles("data")
     info = task_info(ctx.upstream(roles[0]))
-    prompts, responses = [], []
-    for role in roles:
-        pairs = read_pairs(ctx.upstream(role))
-        prompts += [pairs["prompt"], pairs["prompt"]]
-        responses += [pairs["chosen"], pairs["rejected"]]
-    prompts = torch.from_numpy(np.concatenate(prompts))
-    responses = torch.from_numpy(np.concatenate(responses))
+    tables = [both_sides({k: torch.from_numpy(v) for k, v in read_pairs(ctx.upstream(role)).items()}) for role in roles]
+    data = {"prompt": torch.cat([t.prompt for t in tables]), "response": torch.cat([t.response for t in tables])}
+    if tables[0].prompt_mask is not None:  # real data: padded prompts and responses
+        data["prompt_mask"] = torch.cat([t.prompt_mask for t in tables])
+        data["response_mask"] = torch.cat([t.response_mask for t in tables])
 
-    model = build_policy(ctx.config["model"], info["vocab"], info["prompt_len"] + info["response_len"], train["seed"])
+    model = build_policy(ctx.config["model"], info["vocab"], info["prompt_len"] + info["response_len"],
+                         train["seed"]).to(device)
     optimizer, scheduler = make_optimizer(model, train)
 
     def step_fn(step: int) -> dict:
-        idx = batch_indices(len(prompts), train["batch_size"], train["seed"], step)
-        nll = -response_logprobs(model, prompts[idx], responses[idx]).mean()
+        idx = batch_indices(len(data["prompt"]), train["batch_size"], train["seed"], step)
+        rows = to_device(take(data, idx), device)
+        with autocast(device):
+            logps = response_logprobs(model, rows["prompt"], rows["response"], rows.get("response_mask"),
+                                      rows.get("prompt_mask"))
+        # mean over real response tokens (all of them, for fixed-length synthetic responses)
+        nll = -logps.mean() if "response_mask" not in rows else -logps.sum() / rows["response_mask"].sum().clamp(min=1)
         apply_update(model, optimizer, scheduler, nll, train["grad_clip"])
         return {"train/loss": nll.item()}
 

@@ -1,0 +1,70 @@
+"""Batches of pairs as dicts of tensors: prompt, chosen, rejected, and for real data their
+masks (`prompt_mask`, ...). Synthetic data has no masks, and every function here then
+takes the unmasked path unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from specc.runtime.artifacts import MASK_SUFFIX, PAIR_COLUMNS
+from specc.runtime.models import end_at_eos, sample
+
+
+def mask(batch: dict, column: str) -> torch.Tensor | None:
+    return batch.get(column + MASK_SUFFIX)
+
+
+def take(batch: dict, rows) -> dict:
+    return {name: values[rows] for name, values in batch.items()}
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {name: values.to(device) for name, values in batch.items()}
+
+
+def pair_batch(prompt, chosen, rejected, prompt_mask=None, chosen_mask=None, rejected_mask=None) -> dict:
+    batch = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    for column, values in zip(PAIR_COLUMNS, (prompt_mask, chosen_mask, rejected_mask)):
+        if values is not None:
+            batch[column + MASK_SUFFIX] = values
+    return batch
+
+
+@dataclass
+class Sides:
+    """Chosen rows then rejected rows, for one forward over both sides of a batch of pairs."""
+
+    prompt: torch.Tensor
+    response: torch.Tensor
+    prompt_mask: torch.Tensor | None
+    response_mask: torch.Tensor | None
+
+
+def both_sides(batch: dict) -> Sides:
+    prompt_mask, chosen_mask = mask(batch, "prompt"), mask(batch, "chosen")
+    return Sides(torch.cat([batch["prompt"], batch["prompt"]]), torch.cat([batch["chosen"], batch["rejected"]]),
+                 None if prompt_mask is None else torch.cat([prompt_mask, prompt_mask]),
+                 None if chosen_mask is None else torch.cat([chosen_mask, mask(batch, "rejected")]))
+
+
+@dataclass(frozen=True)
+class Responder:
+    """Samples responses of a task's length. Real data (a tokenizer with EOS) cuts each
+    response after its first EOS and returns its mask; synthetic responses have none."""
+
+    length: int
+    eos_id: int | None = None
+    pad_id: int | None = None
+
+    @classmethod
+    def for_task(cls, info: dict) -> "Responder":
+        eos = info.get("eos_id")
+        return cls(info["response_len"], eos, info.get("pad_id", eos))
+
+    def __call__(self, model, prompts, prompt_mask, generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        responses = sample(model, prompts, self.length, generator, prompt_mask=prompt_mask)
+        if self.eos_id is None:
+            return responses, None
+        return end_at_eos(responses, self.eos_id, self.pad_id)
