@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-import specc.runtime.evaluation as evaluation
 from bench_train import EVERY, Specc, build_workspace  # benchmarks/ is on sys.path when run as a script
 
 TARGET = 0.20
@@ -34,7 +33,7 @@ PARTS = {"sample": "sampling (KL 256 + win 512 responses)", "response_logits": "
 
 
 def instrument(evaluator) -> dict[str, float]:
-    """Time the evaluation's parts by wrapping what evaluation.py calls (this process only)."""
+    """Time the evaluation's parts by wrapping the evaluator's methods (this instance only)."""
     spent = defaultdict(float)
 
     def timed(fn, part):
@@ -46,8 +45,9 @@ def instrument(evaluator) -> dict[str, float]:
                 spent[part] += time.perf_counter() - start
         return wrapper
 
-    for name in ("sample", "response_logits", "response_logprobs"):
-        setattr(evaluation, name, timed(getattr(evaluation, name), name))
+    # the evaluator's own helpers: sampling, KL logits, classification log-probs
+    for method, part in (("_sample", "sample"), ("_logits", "response_logits"), ("_logps", "response_logprobs")):
+        setattr(evaluator, method, timed(getattr(evaluator, method), part))
     for judge in {id(j): j for j in (evaluator.judge, evaluator.proxy) if j is not None}.values():
         judge.prob_first = timed(judge.prob_first, "judges")
         if hasattr(judge, "reward"):

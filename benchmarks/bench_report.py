@@ -105,7 +105,7 @@ def build_store(workspace: Path, rows: int, seed: int = 0) -> int:
     metrics = pd.concat(frames, ignore_index=True)
     with connect(workspace) as con:  # creates the store's real tables and views
         con.execute("INSERT INTO specs VALUES (?, ?, ?, ?)", [SPEC, "bench.yaml", f"name: {SPEC}\n", time.time()])
-        con.executemany("INSERT INTO spec_jobs VALUES (?, ?, ?)", spec_jobs)
+        con.executemany("INSERT INTO spec_jobs (spec_name, job_id, stage) VALUES (?, ?, ?)", spec_jobs)
         con.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
         con.register("new_metrics", metrics)
         con.execute("INSERT INTO metrics SELECT job_id, step, name, value FROM new_metrics")

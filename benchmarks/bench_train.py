@@ -438,8 +438,10 @@ def check_losses(jobs, contestants: dict) -> list[str]:
             learner.model.load_state_dict(moved)
             found[name] = learner.step_fn(0)["train/loss"]
             if name == "specc":
-                sampler = learner.flush_fn.__self__ if kind == "online" else None
-                batch = sampler.recent_pairs() if sampler else OfflineSampler(align_context(jobs[job]))(0)[:3]
+                # the pairs specc's step just trained on: the online stream's last batch, or offline step 0's
+                pairs = (learner.flush_fn.__self__.buffer[-1][1] if kind == "online"
+                         else OfflineSampler(align_context(jobs[job]))(0)[0])
+                batch = (pairs["prompt"], pairs["chosen"], pairs["rejected"])
         torch.use_deterministic_algorithms(False)
         for name, c in contestants.items():
             if name.split()[0] in ("minimal", "TRL") and kind in name:

@@ -41,10 +41,11 @@ class Peak:
 
 
 def peaks_by_seed(data, group: str, where: str = "TRUE") -> dict:
-    """{group value(s): {seed: Peak}}: per seed, the best checkpoint of the group's runs."""
+    """{group value(s): {seed: Peak}}: per seed, the best checkpoint of the group's runs. A "seed"
+    is a replicate: a job's train.seed with the seeds swept upstream of it (e.g. a task seed)."""
     out: dict = defaultdict(dict)
     for *key, seed, value, lo, hi, kl, run in data.rows(f"""{WITH_EVALS}
-            SELECT {group}, seed, max(win_rate), arg_max(win_rate_lo, win_rate), arg_max(win_rate_hi, win_rate),
+            SELECT {group}, replicate, max(win_rate), arg_max(win_rate_lo, win_rate), arg_max(win_rate_hi, win_rate),
                    arg_max(kl, win_rate), arg_max(stage || ' ' || sweep_label, win_rate)
             FROM spec_evals WHERE win_rate IS NOT NULL AND {where} GROUP BY ALL"""):
         out[key[0] if len(key) == 1 else tuple(key)][seed] = Peak(value, lo, hi, kl, run)

@@ -10,7 +10,7 @@ import numpy as np
 from specc.reports.claim_data import Finding, compare, peaks_by_seed, setting_label, settings_of
 from specc.reports.figures import size_key
 from specc.reports.queries import WITH_EVALS
-from specc.reports.stats import se_from_interval, verdict_positive
+from specc.reports.stats import se_from_interval, t975, verdict_positive
 
 
 def online_beats_offline_peak(data, claim) -> list[Finding]:
@@ -31,12 +31,12 @@ def online_beats_offline_peak(data, claim) -> list[Finding]:
 
 
 def online_ahead_at_matched_kl(data, claim) -> list[Finding]:
-    runs: dict = defaultdict(lambda: defaultdict(list))
-    for loss, size, method, job, kl, win, lo, hi in data.rows(f"""{WITH_EVALS}
-            SELECT loss, policy_size, method, job_id, kl, win_rate, win_rate_lo, win_rate_hi FROM spec_evals
+    runs: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for loss, size, method, replicate, job, kl, win, lo, hi in data.rows(f"""{WITH_EVALS}
+            SELECT loss, policy_size, method, replicate, job_id, kl, win_rate, win_rate_lo, win_rate_hi FROM spec_evals
             WHERE method IN ('online', 'offline') AND win_rate IS NOT NULL AND kl IS NOT NULL
             ORDER BY job_id, step"""):
-        runs[(loss, size, method)][job].append((kl, win, se_from_interval(lo, hi) or 0.0))
+        runs[(loss, size, method)][replicate][job].append((kl, win, se_from_interval(lo, hi) or 0.0))
     settings = settings_of((loss, size) for loss, size, _ in runs)
     out = []
     for loss, size in settings:
@@ -44,21 +44,37 @@ def online_ahead_at_matched_kl(data, claim) -> list[Finding]:
             continue
         figure, suffix = setting_label((loss, size), settings)
         out.append(Finding(figure, claim.claim + suffix,
-                           *matched_kl(runs[(loss, size, "online")], runs[(loss, size, "offline")])))
+                           *matched_kl_by_replicate(runs[(loss, size, "online")], runs[(loss, size, "offline")])))
     return out
+
+
+def _curves(runs: dict) -> list:
+    out = []
+    for pts in runs.values():
+        pts = np.array(sorted(pts))
+        out.append((pts[:, 0], pts[:, 1], pts[:, 2]))
+    return out
+
+
+def _at(curves, k: float) -> list[tuple[float, float]]:
+    """(win rate, its se) of every curve that covers KL `k`, interpolated."""
+    return [(float(np.interp(k, x, y)), float(np.interp(k, x, s))) for x, y, s in curves if x[0] <= k <= x[-1]]
+
+
+def _verdict(ahead: int, sig_ahead: int, sig_behind: int, n: int) -> str:
+    # a few points of "behind" near KL 0, where every run is still the SFT policy and offline is
+    # the best of many noisy evaluations, do not overturn a gap seen over the rest of the range
+    if ahead >= 0.8 * n and sig_ahead > sig_behind and sig_behind <= 0.1 * n:
+        return "observed"
+    if ahead < 0.5 * n or sig_behind > sig_ahead:
+        return "not observed"
+    return "inconclusive"
 
 
 def matched_kl(online: dict, offline: dict, points: int = 25) -> tuple[str, str]:
     """Win rates interpolated on a common KL grid over the range where both methods have runs:
-    online averaged over its runs, offline the best run at each KL."""
-    def curves(runs):
-        out = []
-        for pts in runs.values():
-            pts = np.array(sorted(pts))
-            out.append((pts[:, 0], pts[:, 1], pts[:, 2]))
-        return out
-
-    on, off = curves(online), curves(offline)
+    online averaged over its runs, offline the best run at each KL (runs of one replicate)."""
+    on, off = _curves(online), _curves(offline)
     lo = max(min(c[0][0] for c in on), min(c[0][0] for c in off))
     hi = min(max(c[0][-1] for c in on), max(c[0][-1] for c in off))
     if not hi > lo:
@@ -66,10 +82,8 @@ def matched_kl(online: dict, offline: dict, points: int = 25) -> tuple[str, str]
                                 f"offline up to {max(c[0][-1] for c in off):.3g}): no matched-KL comparison")
     ahead = sig_ahead = sig_behind = 0
     diffs = []
-    grid = np.linspace(lo, hi, points)
-    for k in grid:
-        on_vals = [(np.interp(k, x, y), np.interp(k, x, s)) for x, y, s in on if x[0] <= k <= x[-1]]
-        off_vals = [(np.interp(k, x, y), np.interp(k, x, s)) for x, y, s in off if x[0] <= k <= x[-1]]
+    for k in np.linspace(lo, hi, points):
+        on_vals, off_vals = _at(on, k), _at(off, k)
         if not on_vals or not off_vals:
             continue
         on_mean = float(np.mean([v for v, _ in on_vals]))
@@ -84,18 +98,49 @@ def matched_kl(online: dict, offline: dict, points: int = 25) -> tuple[str, str]
     n = len(diffs)
     if n == 0:
         return "inconclusive", "no KL at which both methods have a run"
-    # a few points of "behind" near KL 0, where every run is still the SFT policy and offline is
-    # the best of many noisy evaluations, do not overturn a gap seen over the rest of the range
-    if ahead >= 0.8 * n and sig_ahead > sig_behind and sig_behind <= 0.1 * n:
-        verdict = "observed"
-    elif ahead < 0.5 * n or sig_behind > sig_ahead:
-        verdict = "not observed"
-    else:
-        verdict = "inconclusive"
-    return verdict, (f"over KL {lo:.3g}–{hi:.3g} ({n} grid points where both have runs): online ahead at "
-                     f"{ahead}/{n}, significantly (95%) at {sig_ahead}/{n}, significantly behind at {sig_behind}/{n}; "
-                     f"mean difference {np.mean(diffs):+.3f} (from {min(diffs):+.3f} to {max(diffs):+.3f}); online "
-                     f"= mean of {len(on)} run(s), offline = best of {len(off)} run(s) at each KL")
+    return _verdict(ahead, sig_ahead, sig_behind, n), (
+        f"over KL {lo:.3g}–{hi:.3g} ({n} grid points where both have runs): online ahead at "
+        f"{ahead}/{n}, significantly (95%) at {sig_ahead}/{n}, significantly behind at {sig_behind}/{n}; "
+        f"mean difference {np.mean(diffs):+.3f} (from {min(diffs):+.3f} to {max(diffs):+.3f}); online "
+        f"= mean of {len(on)} run(s), offline = best of {len(off)} run(s) at each KL")
+
+
+def matched_kl_by_replicate(online: dict, offline: dict, points: int = 25) -> tuple[str, str]:
+    """`matched_kl` within each replicate (the same seeds and data), paired across replicates:
+    at each KL, online's mean minus offline's best run of the same replicate, averaged over the
+    replicates covering that KL, with a t-interval over them. Offline's best is never taken
+    across replicates (a best-of-seeds envelope would flatter offline). {replicate: {job: points}}."""
+    common = sorted(set(online) & set(offline), key=str)
+    if len(common) < 2:
+        flat = [{job: pts for rep in by_rep.values() for job, pts in rep.items()} for by_rep in (online, offline)]
+        return matched_kl(*flat, points=points)
+    pairs = {r: (_curves(online[r]), _curves(offline[r])) for r in common}
+    lo = min(max(min(c[0][0] for c in on), min(c[0][0] for c in off)) for on, off in pairs.values())
+    hi = max(min(max(c[0][-1] for c in on), max(c[0][-1] for c in off)) for on, off in pairs.values())
+    ahead = sig_ahead = sig_behind = 0
+    diffs = []
+    for k in np.linspace(lo, hi, points):
+        per_replicate = []
+        for on, off in pairs.values():
+            on_vals, off_vals = _at(on, k), _at(off, k)
+            if on_vals and off_vals:
+                per_replicate.append(float(np.mean([v for v, _ in on_vals])) - max(off_vals)[0])
+        if len(per_replicate) < 2:
+            continue
+        mean = float(np.mean(per_replicate))
+        half = t975(len(per_replicate) - 1) * float(np.std(per_replicate, ddof=1)) / np.sqrt(len(per_replicate))
+        diffs.append(mean)
+        ahead += mean > 0
+        sig_ahead += mean - half > 0
+        sig_behind += mean + half < 0
+    n = len(diffs)
+    if n == 0:
+        return "inconclusive", f"no KL at which two or more of the {len(common)} replicates have both methods"
+    return _verdict(ahead, sig_ahead, sig_behind, n), (
+        f"paired over {len(common)} replicates (seeds), each online run against the best offline run of its "
+        f"own replicate, over KL {lo:.3g}–{hi:.3g} ({n} grid points covered by two or more replicates): online "
+        f"ahead at {ahead}/{n}, significantly (95%, t over replicates) at {sig_ahead}/{n}, significantly behind "
+        f"at {sig_behind}/{n}; mean difference {np.mean(diffs):+.3f} (from {min(diffs):+.3f} to {max(diffs):+.3f})")
 
 
 def over_optimisation(data, claim) -> list[Finding]:

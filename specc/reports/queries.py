@@ -30,7 +30,7 @@ spec_runs AS MATERIALIZED (
            CASE WHEN r.method = 'online' AND json_extract_string(j.upstream, '$."sampler.online"')
                      = json_extract_string(j.upstream, '$."evaluate.judge"') THEN '{GOLDEN_ONLINE}'
                 ELSE r.method END AS method,
-           r.loss, r.beta, r.lr, r.seed, r.policy_size, r.shuffle_level,
+           r.loss, r.beta, r.lr, r.seed, r.replicate, r.policy_size, r.shuffle_level,
            r.status, r.wall_s, {SWEEP_LABEL} AS sweep_label,
            coalesce(ds.stage, dj.stage, json_extract_string(r.config, '$.sampler.offline')) AS data_stage,
            json_extract_string(j.upstream, '$."sampler.offline"')

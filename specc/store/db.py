@@ -12,6 +12,7 @@ left out of the manifest, so the next ingest tries it again. Readers open the fi
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import time
 from contextlib import contextmanager
@@ -81,7 +82,10 @@ def _prepare(con) -> None:
 
 
 def _upgrade(con) -> None:
-    """Version 1 stores kept a primary key on metrics and the manifest under workspace-joined paths."""
+    """Version 1 stores kept a primary key on metrics and the manifest under workspace-joined paths;
+    version 2 stores had no per-spec sweep labels or replicates (filled in when a spec is next run)."""
+    for column in ("sweep JSON", "replicate VARCHAR"):
+        con.execute(f"ALTER TABLE spec_jobs ADD COLUMN IF NOT EXISTS {column}")
     keyed = con.execute("""SELECT count(*) FROM duckdb_constraints()
                            WHERE table_name = 'metrics' AND constraint_type = 'PRIMARY KEY'""").fetchall()[0][0]
     con.execute("BEGIN")
@@ -104,9 +108,22 @@ def record_spec(workspace: Path, plan) -> None:
         con.execute("DELETE FROM spec_jobs WHERE spec_name = ?", [plan.spec.name])
         con.execute("INSERT OR REPLACE INTO specs VALUES (?, ?, ?, ?)",
                     [plan.spec.name, plan.spec_path, plan.spec_text, time.time()])
-        con.executemany("INSERT OR REPLACE INTO spec_jobs VALUES (?, ?, ?)",
-                        [[plan.spec.name, job.id, job.stage] for job in plan.jobs])
+        con.executemany("INSERT OR REPLACE INTO spec_jobs VALUES (?, ?, ?, ?, ?)",
+                        [[plan.spec.name, job.id, job.stage, json.dumps(job.sweep), replicate(job)]
+                         for job in plan.jobs])
         con.execute("COMMIT")
+
+
+def replicate(job) -> str:
+    """Which draw of the experiment a job belongs to: its own `train.seed` and every seed swept
+    upstream of it (a sweep label ending in `seed` that is not the job's own stage's, e.g.
+    `task.task.seed`). Runs of different methods with equal replicates share their data and
+    seeds: the unit the report pairs and pools over."""
+    seeds = {key: value for key, value in job.sweep.items()
+             if key.rsplit(".", 1)[-1] == "seed" and not key.startswith(job.stage + ".")}
+    train_seed = (job.config.get("train") or {}).get("seed")
+    seeds["train.seed"] = "-" if train_seed is None else train_seed
+    return ", ".join(f"{key}={value}" for key, value in sorted(seeds.items()))
 
 
 def ingest(workspace: Path, warn=print) -> dict:

@@ -8,7 +8,8 @@ file, so a newer specc brings an older file's views up to date.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2  # 2: metrics without a primary key (ingestion keeps (job_id, step, name) unique)
+SCHEMA_VERSION = 3  # 2: metrics without a primary key (ingestion keeps (job_id, step, name) unique)
+#                    3: spec_jobs holds each spec's own sweep labels and replicate of a job
 
 # name -> (description, DDL)
 TABLES: dict[str, tuple[str, str]] = {
@@ -20,9 +21,10 @@ TABLES: dict[str, tuple[str, str]] = {
         "CREATE TABLE IF NOT EXISTS specs (spec_name VARCHAR PRIMARY KEY, path VARCHAR, text VARCHAR, "
         "recorded_at DOUBLE)"),
     "spec_jobs": (
-        "which jobs (by stage) make up each spec's current plan",
-        "CREATE TABLE IF NOT EXISTS spec_jobs (spec_name VARCHAR, job_id VARCHAR, stage VARCHAR, "
-        "PRIMARY KEY (spec_name, job_id, stage))"),
+        "which jobs (by stage) make up each spec's current plan, with the spec's sweep labels of the job and its "
+        "replicate (the seeds it was drawn with: its own train.seed and the seeds swept upstream, e.g. a task seed)",
+        "CREATE TABLE IF NOT EXISTS spec_jobs (spec_name VARCHAR, job_id VARCHAR, stage VARCHAR, sweep JSON, "
+        "replicate VARCHAR, PRIMARY KEY (spec_name, job_id, stage))"),
     "jobs": (
         "one row per job dir: resolved config, upstream job ids, state and timings from status.json",
         "CREATE TABLE IF NOT EXISTS jobs (job_id VARCHAR PRIMARY KEY, kind VARCHAR, stage VARCHAR, config JSON, "
@@ -44,7 +46,8 @@ _UPSTREAM_REPLAY = """json_extract_string(j.upstream, '$."sampler.replay"')"""
 VIEWS: dict[str, tuple[str, str]] = {
     "runs": ("jobs of each spec with their method (online, offline, tandem, tandem-shuffled or the kind) and "
              "swept hyperparameters as columns", """
-SELECT sj.spec_name, sj.stage, j.job_id, j.kind, j.status, j.sweep, j.config, j.wall_s, j.threads,
+SELECT sj.spec_name, sj.stage, j.job_id, j.kind, j.status, coalesce(sj.sweep, j.sweep) AS sweep, j.config,
+       j.wall_s, j.threads,
        CASE WHEN j.kind <> 'align' THEN j.kind
             WHEN json_extract_string(j.config, '$.sampler.online') IS NOT NULL THEN 'online'
             WHEN json_extract_string(j.config, '$.sampler.replay') IS NOT NULL THEN
@@ -55,6 +58,7 @@ SELECT sj.spec_name, sj.stage, j.job_id, j.kind, j.status, j.sweep, j.config, j.
        CAST(json_extract(j.config, '$.loss.beta') AS DOUBLE) AS beta,
        CAST(json_extract(j.config, '$.train.lr') AS DOUBLE) AS lr,
        CAST(json_extract(j.config, '$.train.seed') AS BIGINT) AS seed,
+       coalesce(sj.replicate, 'train.seed=' || coalesce(json_extract_string(j.config, '$.train.seed'), '-')) AS replicate,
        -- align jobs inherit the policy of their init (sft, or an align run started from one)
        coalesce(json_extract_string(j.config, '$.model.size'), json_extract_string(i.config, '$.model.size'),
                 json_extract_string(ii.config, '$.model.size')) AS policy_size,

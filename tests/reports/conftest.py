@@ -113,7 +113,7 @@ class StoreBuilder:
     def write(self) -> Path:
         with connect(self.workspace) as con:
             con.execute("INSERT INTO specs VALUES (?, ?, ?, ?)", [self.spec, "hand.yaml", "name: hand\n", time.time()])
-            con.executemany("INSERT INTO spec_jobs VALUES (?, ?, ?)", [[self.spec, j[0], j[2]] for j in self.jobs])
+            con.executemany("INSERT INTO spec_jobs (spec_name, job_id, stage) VALUES (?, ?, ?)", [[self.spec, j[0], j[2]] for j in self.jobs])
             con.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.jobs)
             if self.metrics:  # executemany inserts row by row: seconds for a few thousand rows
                 rows = pd.DataFrame(self.metrics, columns=["job_id", "step", "name", "value"])

@@ -45,7 +45,7 @@ def add_to_spec(workspace: Path, spec_name: str, jobs: dict[str, str]) -> None:
     """What `specc run` records before running: the spec's jobs (job id -> stage)."""
     with connect(workspace) as con:
         con.execute("INSERT OR REPLACE INTO specs VALUES (?, ?, ?, ?)", [spec_name, f"{spec_name}.yaml", "", 0.0])
-        con.executemany("INSERT OR REPLACE INTO spec_jobs VALUES (?, ?, ?)",
+        con.executemany("INSERT OR REPLACE INTO spec_jobs (spec_name, job_id, stage) VALUES (?, ?, ?)",
                         [[spec_name, job_id, stage] for job_id, stage in jobs.items()])
 
 

@@ -96,8 +96,10 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
                                                                     path.stat().st_mtime])
     ingest(workspace, warn=pytest.fail)
     assert store_rows(workspace) == files_on_disk(workspace)
-    assert query(workspace, "SELECT value FROM store_info WHERE key = 'schema_version'")[1] == [("2",)]
+    assert query(workspace, "SELECT value FROM store_info WHERE key = 'schema_version'")[1] == [("3",)]
     assert query(workspace, "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'metrics'")[1] == [(0,)]
+    columns = query(workspace, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'spec_jobs'")[1]
+    assert {"sweep", "replicate"} <= {c for (c,) in columns}  # version 2 -> 3: per-spec sweep labels
     assert query(workspace, "SELECT count(*) FROM train_curves")[1] == [(0,)]  # views rebuilt (no spec_jobs yet)
     assert ingest(workspace, warn=pytest.fail)["files"] == 0
 

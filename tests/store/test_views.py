@@ -95,7 +95,7 @@ def test_accuracy_and_logp_over_time(workspace):
 
 REPORT_COLUMNS = {  # what specc/reports reads: these views keep their columns, in this order
     "runs": ["spec_name", "stage", "job_id", "kind", "status", "sweep", "config", "wall_s", "threads", "method", "loss",
-             "beta", "lr", "seed", "policy_size", "shuffle_level"],
+             "beta", "lr", "seed", "replicate", "policy_size", "shuffle_level"],
     "evals": ["job_id", "step", "kl", "win_rate", "win_rate_lo", "win_rate_hi", "classifier_accuracy",
               "self_classifier_accuracy", "logp_chosen", "logp_rejected", "oracle_reward"],
     "kl_vs_winrate": ["spec_name", "stage", "method", "loss", "beta", "lr", "seed", "policy_size", "shuffle_level",
