@@ -47,7 +47,11 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     threads = spec["config"].get("train", {}).get("threads", 1)
     torch.set_num_threads(threads)  # 1 vs 2 threads is not bit-identical: fixed and recorded
     torch.use_deterministic_algorithms(True, warn_only=True)
-    device = job_device()
+    try:
+        device = job_device()
+    except ValueError as exc:  # a bad SPECC_DEVICE: the job never starts, and says why
+        job.mark_failed(str(exc))
+        raise
     job.mark_running(threads, device.type, precision(device))
     try:
         summary = _stage_runner(spec["kind"])(JobContext(job, spec, stop_after, device)) or {}

@@ -84,3 +84,23 @@ def test_kill_9_mid_training_then_rerun_resumes_without_duplicate_rows(tmp_path)
     online_losses = con.execute("select count(*) from metrics where job_id = ? and name = 'train/loss'",
                                 [online.id]).fetchone()[0]
     assert total == distinct and online_losses == 300
+
+
+def test_an_unusable_device_fails_the_job_with_a_reason(tiny_run, tmp_path, monkeypatch):
+    import torch
+
+    from specc.runtime.job import run_job
+    from tests.runtime.tiny import copy_upstream
+
+    job = copy_upstream(tiny_run, "sft", tmp_path)
+    monkeypatch.setenv("SPECC_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="expected 'cpu' or 'cuda'"):
+        run_job(job.path)
+    assert job.status()["state"] == "failed" and "SPECC_DEVICE" in job.status()["error"]
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("SPECC_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="sees no GPU"):
+            run_job(job.path)
+    monkeypatch.setenv("SPECC_DEVICE", "cpu")
+    run_job(job.path)  # the same job, on a device it has
+    assert job.is_done() and job.status()["device"] == "cpu"
