@@ -117,10 +117,24 @@ def _check_reference(stages, declared, name, role, field, text, kinds, source, w
         if step not in saved:
             errors.append(SpecError(loc, dotted, f"'{target}' never saves step {step}: it saves {sorted(saved)} (add {step} to its train.save_at)"))
             return None
+    if field == "init" and _judge_cannot_start_from(stages[name], stages[target]):
+        errors.append(SpecError(loc, dotted, f"'{name}' is a size {stages[name].model.size} judge; it cannot start "
+                                             f"from '{target}', a size {stages[target].model.size} policy (a tiny "
+                                             f"judge copies its policy's layers): give both the same model.size, "
+                                             f"or drop init"))
+        return None
     if field == "sampler.replay" and stages[target].sampler.online is None:
         errors.append(SpecError(loc, dotted, f"'{target}' is not an online stage: only an online align stage records a stream to replay"))
         return None
     return Reference(role, target, step)
+
+
+def _judge_cannot_start_from(stage, target) -> bool:
+    """A tiny preference model initialised from a tiny SFT policy of another size (unswept:
+    a sweep may change either size, and the runtime checks each job)."""
+    if stage.kind != "preference_model" or target.kind != "sft" or stage.sweep or target.sweep:
+        return False
+    return (stage.model.family == target.model.family == "tiny") and stage.model.size != target.model.size
 
 
 def _check_cycles(refs, source, errors) -> None:

@@ -188,3 +188,12 @@ def test_cli_prints_every_error_and_exits_2(tmp_path):
         f"{position(path, 'online: goldn')}: stages.a.sampler.online: unknown stage 'goldn' (did you mean 'golden'?)",
         "2 errors",
     ]
+
+
+def test_a_tiny_judge_cannot_start_from_a_policy_of_another_size(tmp_path):
+    path = spec_file(tmp_path, PIPELINE + "  proxy: {kind: preference_model, data: golden_data, init: sft, model: {size: M}}\n")
+    (error,) = errors_of(path)
+    assert error.startswith(f"{position(path, 'init: sft')}: stages.proxy.init: 'proxy' is a size M judge")
+    assert "'sft', a size S policy" in error and "drop init" in error
+    same = spec_file(tmp_path, PIPELINE + "  proxy: {kind: preference_model, data: golden_data, init: sft}\n", "ok.yaml")
+    assert compile_spec(same).jobs  # the same size is fine
