@@ -20,7 +20,7 @@ from specc.compiler.load import declared_stages, load_source, validate_partially
 from specc.compiler.points import stage_points
 from specc.compiler.schema import ExecutorSettings, Spec
 from specc.compiler.source import Source
-from specc.errors import Location, SpecError, SpecErrors
+from specc.errors import Location, SpecError, SpecErrors, did_you_mean
 
 # Bump when a change to the runtime changes what an existing job config computes.
 RUNTIME_VERSION = 1
@@ -94,6 +94,11 @@ def _expand(spec: Spec | None, stages: dict, declared, source: Source, max_jobs:
     if max_jobs is not None and max_jobs < 1:
         raise SpecErrors([SpecError(Location("<command line>", 0, 0), "--max-jobs", f"must be at least 1, got {max_jobs}")])
     refs = stage_references(stages, source, errors, declared=declared)
+    if spec is not None:
+        for name in spec.executor.stages:  # per-stage resources must name a stage
+            if name not in declared:
+                errors.append(SpecError(source.locate(("executor", "stages", name)), f"executor.stages.{name}",
+                                        f"unknown stage '{name}'{did_you_mean(name, declared)}"))
     limit = max_jobs or (spec.max_jobs if spec else Spec.model_fields["max_jobs"].default)
     points = {name: stage_points(stage, name, source, limit, errors) for name, stage in stages.items()}
     if errors or spec is None:

@@ -246,6 +246,17 @@ SWEEP_ALIASES = {
 }
 
 
+class StageResources(Block):
+    """One stage's SLURM resources where they differ from the executor's (e.g. a large golden
+    judge); a field left out keeps the executor's value."""
+
+    partition: str | None = None  # SLURM partition for this stage's jobs
+    gpus: NonNegInt | None = None  # GPUs per job
+    cpus: PositiveInt | None = None  # CPUs per job (at least the job's train.threads)
+    mem_gb: PositiveInt | None = None  # memory per job
+    time_min: PositiveInt | None = None  # time limit per attempt; a job that reaches it is requeued and resumes
+
+
 class ExecutorSettings(Block):
     kind: Literal["debug", "local", "slurm"] = "local"
     max_parallel: PositiveInt = 1  # local: jobs at once; cores are split between them
@@ -257,6 +268,14 @@ class ExecutorSettings(Block):
     account: str | None = None
     qos: str | None = None
     array_parallelism: PositiveInt = 64
+    stages: dict[str, StageResources] = {}  # slurm: per-stage overrides by stage name, e.g. {golden: {gpus: 4}}
+
+    def for_stage(self, stage: str) -> "ExecutorSettings":
+        """These settings with the stage's own resources applied (slurm arrays are per stage)."""
+        override = self.stages.get(stage)
+        if override is None:
+            return self
+        return self.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
 
 
 class CustomFigure(Block):

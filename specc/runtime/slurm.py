@@ -64,7 +64,8 @@ def submit_plan(plan: Plan, workspace: Path, on_event=lambda event, job, info=""
         for start in range(0, len(group), chunk):
             members = group[start: start + chunk]
             paths = [str(job_dir(workspace, j).path) for j in members]
-            handles = _submit_array(members, paths, folder / f"{wave:02d}-{stage}", settings, scheduler_ids)
+            handles = _submit_array(members, paths, folder / f"{wave:02d}-{stage}", settings.for_stage(stage),
+                                    scheduler_ids)
             for job, handle in zip(members, handles):
                 scheduler_ids[job.id] = handle.job_id
                 job_dir(workspace, job).update_status(state="submitted", slurm_job_id=handle.job_id,

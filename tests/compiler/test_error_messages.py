@@ -197,3 +197,11 @@ def test_a_tiny_judge_cannot_start_from_a_policy_of_another_size(tmp_path):
     assert "'sft', a size S policy" in error and "drop init" in error
     same = spec_file(tmp_path, PIPELINE + "  proxy: {kind: preference_model, data: golden_data, init: sft}\n", "ok.yaml")
     assert compile_spec(same).jobs  # the same size is fine
+
+
+def test_per_stage_resources_name_a_stage(tmp_path):
+    path = spec_file(tmp_path, PIPELINE + "executor:\n  kind: slurm\n  mem_gb: 4\n  stages:\n    sfft: {mem_gb: 64}\n")
+    assert errors_of(path) == [f"{position(path, 'sfft')}: executor.stages.sfft: unknown stage 'sfft' (did you mean 'sft'?)"]
+    fixed = spec_file(tmp_path, path.read_text().replace("sfft", "sft"), "fixed.yaml")
+    executor = compile_spec(fixed).executor
+    assert (executor.for_stage("sft").mem_gb, executor.for_stage("task").mem_gb) == (64, 4)

@@ -92,3 +92,25 @@ def test_run_returns_right_after_submitting_a_100_job_sweep(slurm_cluster, tmp_p
         print(f"specc run returned {elapsed:.1f}s after submitting 107 jobs")
     finally:
         specc("cancel", spec, "--workspace", tmp_path / "runs", cwd=tmp_path)
+
+
+def test_a_stage_gets_its_own_slurm_resources(slurm_cluster, tmp_path):
+    spec = tmp_path / "resources.yaml"
+    spec.write_text(SPEC.replace("executor: {kind: slurm, time_min: 10, cpus: 1, mem_gb: 2}",
+                                 "executor: {kind: slurm, time_min: 10, cpus: 1, mem_gb: 2,\n"
+                                 "           stages: {sft: {time_min: 7, mem_gb: 1}}}"))
+    proc = specc("run", spec, "--workspace", tmp_path / "runs", "--no-report", cwd=tmp_path)
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        plan = compile_spec(spec)
+        requested = {}
+        for job in plan.jobs:
+            slurm_id = JobDir(tmp_path / "runs" / "jobs" / job.id).status()["slurm_job_id"]
+            shown = subprocess.run(["scontrol", "-o", "show", "job", slurm_id], capture_output=True, text=True,
+                                   timeout=30).stdout
+            fields = dict(item.split("=", 1) for item in shown.split() if "=" in item)
+            requested[job.stage] = (fields.get("TimeLimit"), fields.get("MinMemoryNode"))
+        assert requested["sft"] == ("00:07:00", "1G")  # the stage's own
+        assert requested["proxy"] == ("00:10:00", "2G")  # the executor's
+    finally:
+        specc("cancel", spec, "--workspace", tmp_path / "runs", cwd=tmp_path)
