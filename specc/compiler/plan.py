@@ -106,7 +106,8 @@ def _expand(spec: Spec | None, stages: dict, declared, source: Source, max_jobs:
     instances: dict[str, list[_Instance]] = {}
     total = 0
     for name in topological_order(refs):
-        instances[name] = _expand_stage(spec, name, refs[name], points[name], instances, budget=limit - total)
+        instances[name] = _expand_stage(spec, name, refs[name], points[name], instances, budget=limit - total,
+                                        source=source)
         total += len(instances[name])
         if total > limit:
             raise SpecErrors([SpecError(source.locate(("stages", name)), f"stages.{name}",
@@ -118,7 +119,8 @@ def _expand(spec: Spec | None, stages: dict, declared, source: Source, max_jobs:
     return Plan(spec=spec, spec_path="", spec_text="", jobs=ordered)
 
 
-def _expand_stage(spec, name, stage_refs: list[Reference], points, instances, budget: int) -> list[_Instance]:
+def _expand_stage(spec, name, stage_refs: list[Reference], points, instances, budget: int,
+                  source: Source | None = None) -> list[_Instance]:
     """Jobs of one stage; stops once past `budget` (the caller reports the limit)."""
     targets = sorted({ref.stage for ref in stage_refs})
     kind = spec.stages[name].kind
@@ -129,6 +131,7 @@ def _expand_stage(spec, name, stage_refs: list[Reference], points, instances, bu
         if context is None:
             continue
         chosen = dict(zip(targets, combo))
+        _check_saved_steps(name, stage_refs, chosen, source)
         upstream = {ref.role: chosen[ref.stage].job.id for ref in stage_refs}
         wave = 1 + max((inst.job.wave for inst in combo), default=-1)
         for config, swept in points:
@@ -138,6 +141,22 @@ def _expand_stage(spec, name, stage_refs: list[Reference], points, instances, bu
         if len(out) > budget:
             break
     return out
+
+
+def _check_saved_steps(name: str, stage_refs: list[Reference], chosen: dict, source: Source | None) -> None:
+    """`stage@step` must name a checkpoint the referenced job saves, at every point of its sweep."""
+    for ref in stage_refs:
+        if ref.step is None:
+            continue
+        train = chosen[ref.stage].job.config.get("train", {})
+        saved = set(train.get("save_at", [])) | {train.get("steps")}
+        if ref.step not in saved:
+            swept = ", ".join(f"{k}={v}" for k, v in chosen[ref.stage].context.items()) or "unswept"
+            where = ("stages", name, *ref.role.split("."))
+            location = source.locate(where) if source else Location("<spec>", 0, 0)
+            raise SpecErrors([SpecError(location, ".".join(where),
+                                        f"'{ref.stage}' ({swept}) never saves step {ref.step}: it saves "
+                                        f"{sorted(saved)} (add {ref.step} to its train.save_at)")])
 
 
 def _join_contexts(contexts: list[dict]) -> dict | None:

@@ -44,6 +44,10 @@ class JobContext:
 
 
 def policy_path(job: JobDir, step: int | None = None) -> Path:
-    if step is not None and (job.artifacts / f"policy@{step}.safetensors").exists():
-        return job.artifacts / f"policy@{step}.safetensors"
-    return job.artifacts / "policy.safetensors"
+    """The policy a job saved: at `step` (a named checkpoint, or its last step), or its final one."""
+    named = job.artifacts / f"policy@{step}.safetensors"
+    if step is None or step == job.job()["config"].get("train", {}).get("steps"):
+        return job.artifacts / "policy.safetensors"  # the last step is saved as the final policy
+    if not named.exists():
+        raise FileNotFoundError(f"{job.path}: no checkpoint at step {step} (steps saved: train.save_at)")
+    return named

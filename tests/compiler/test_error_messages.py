@@ -205,3 +205,15 @@ def test_per_stage_resources_name_a_stage(tmp_path):
     fixed = spec_file(tmp_path, path.read_text().replace("sfft", "sft"), "fixed.yaml")
     executor = compile_spec(fixed).executor
     assert (executor.for_stage("sft").mem_gb, executor.for_stage("task").mem_gb) == (64, 4)
+
+
+def test_a_checkpoint_reference_is_checked_at_every_point_of_a_sweep(tmp_path):
+    text = PIPELINE.replace("  sft:         {kind: sft, data: golden_data}",
+                            "  sft:         {kind: sft, data: golden_data, train: {steps: 10}, sweep: {train.steps: [10, 20]}}")
+    text += "  online:      {kind: align, init: sft@10, sampler: {online: golden}}\n"
+    path = spec_file(tmp_path, text)
+    # the unswept stage saves step 10; its steps=20 point does not
+    assert errors_of(path) == [f"{position(path, 'init: sft@10')}: stages.online.init: 'sft' (sft.train.steps=20) "
+                               f"never saves step 10: it saves [20] (add 10 to its train.save_at)"]
+    saved = spec_file(tmp_path, text.replace("train: {steps: 10}", "train: {steps: 10, save_at: [10]}"), "ok.yaml")
+    assert len([j for j in compile_spec(saved).jobs if j.stage == "online"]) == 2
