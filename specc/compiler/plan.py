@@ -136,11 +136,28 @@ def _expand_stage(spec, name, stage_refs: list[Reference], points, instances, bu
         wave = 1 + max((inst.job.wave for inst in combo), default=-1)
         for config, swept in points:
             job_context = {**context, **swept}
-            job = Job(job_hash(kind, config, upstream, steps), name, kind, config, upstream, steps, job_context, wave)
+            inputs = _input_digests(name, config, source)
+            job = Job(job_hash(kind, config, upstream, steps, inputs), name, kind, config, upstream, steps,
+                      job_context, wave)
             out.append(_Instance(job, job_context))
         if len(out) > budget:
             break
     return out
+
+
+def _input_digests(name: str, config: dict, source: Source | None) -> dict:
+    """sha256 of the file a `files` dataset reads (relative to the current directory, as at run time)."""
+    if config.get("kind") != "dataset" or config.get("source") != "files":
+        return {}
+    path = Path(config["path"]).expanduser()
+    try:
+        with open(path, "rb") as fh:
+            return {"path_sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+    except OSError as err:
+        where = ("stages", name, "path")
+        location = source.locate(where) if source else Location("<spec>", 0, 0)
+        raise SpecErrors([SpecError(location, ".".join(where), f"cannot read {config['path']!r} ({err.strerror}); "
+                                    f"a relative path is read from the directory specc runs in")]) from None
 
 
 def _check_saved_steps(name: str, stage_refs: list[Reference], chosen: dict, source: Source | None) -> None:
@@ -169,15 +186,18 @@ def _join_contexts(contexts: list[dict]) -> dict | None:
     return joined
 
 
-def job_hash(kind: str, config: dict, upstream: dict, steps: dict) -> str:
+def job_hash(kind: str, config: dict, upstream: dict, steps: dict, inputs: dict | None = None) -> str:
     """Content address: canonical JSON of what determines the job's results.
 
     Reference fields hold stage names; names are replaced by upstream job ids
-    (via `upstream`), so renaming a stage does not change the work."""
+    (via `upstream`), so renaming a stage does not change the work. `inputs` holds the
+    digests of files the job reads (a `files` dataset): an edited file is a new job."""
     hashed = {k: v for k, v in config.items() if k not in NOT_HASHED}
     for role in upstream:
         hashed = _drop_path(hashed, role)
     payload = {"kind": kind, "config": hashed, "upstream": upstream, "steps": steps, "runtime": RUNTIME_VERSION}
+    if inputs:  # only jobs that read files carry it: every other job id stays what it was
+        payload["inputs"] = inputs
     return hashlib.sha256(_CANONICAL_JSON.encode(payload).encode()).hexdigest()[:16]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -217,3 +218,22 @@ def test_a_checkpoint_reference_is_checked_at_every_point_of_a_sweep(tmp_path):
                                f"never saves step 10: it saves [20] (add 10 to its train.save_at)"]
     saved = spec_file(tmp_path, text.replace("train: {steps: 10}", "train: {steps: 10, save_at: [10]}"), "ok.yaml")
     assert len([j for j in compile_spec(saved).jobs if j.stage == "online"]) == 2
+
+
+FILES_DATASET = """\
+name: f
+stages:
+  task: {kind: dataset, source: files, format: generic, path: DATA, tokenizer: some/tokenizer}
+"""
+
+
+def test_a_files_dataset_is_identified_by_its_contents(tmp_path):
+    data = tmp_path / "prefs.jsonl"
+    path = spec_file(tmp_path, FILES_DATASET.replace("DATA", str(data)))
+    assert errors_of(path)[0].startswith(f"{position(path, 'path:')}: stages.task.path: cannot read")
+    data.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
+    first = compile_spec(path).jobs[0].id
+    os.utime(data, (1, 1))  # touched, same bytes: the same job
+    assert compile_spec(path).jobs[0].id == first
+    data.write_text('{"prompt": "a", "chosen": "c", "rejected": "b"}\n')  # edited: a new job
+    assert compile_spec(path).jobs[0].id != first
