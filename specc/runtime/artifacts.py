@@ -17,6 +17,7 @@ from specc.runtime.jobdir import JobDir, atomic_write_json, atomic_write_parquet
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 MASK_SUFFIX = "_mask"  # real data: 1 on real tokens; synthetic data has no mask columns
+PAIR_MASKS = tuple(column + MASK_SUFFIX for column in PAIR_COLUMNS)
 
 
 def _token_column(array: np.ndarray) -> pa.Array:

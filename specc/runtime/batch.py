@@ -8,12 +8,17 @@ from dataclasses import dataclass
 
 import torch
 
-from specc.runtime.artifacts import MASK_SUFFIX, PAIR_COLUMNS
+from specc.runtime.artifacts import MASK_SUFFIX, PAIR_COLUMNS, PAIR_MASKS
 from specc.runtime.models import end_at_eos, sample
 
 
 def mask(batch: dict, column: str) -> torch.Tensor | None:
     return batch.get(column + MASK_SUFFIX)
+
+
+def masks_of(batch: dict) -> tuple:
+    """(prompt_mask, chosen_mask, rejected_mask), each None where the data has no masks."""
+    return tuple(batch.get(name) for name in PAIR_MASKS)
 
 
 def take(batch: dict, rows) -> dict:
@@ -30,6 +35,16 @@ def pair_batch(prompt, chosen, rejected, prompt_mask=None, chosen_mask=None, rej
         if values is not None:
             batch[column + MASK_SUFFIX] = values
     return batch
+
+
+def order_pairs(prompt, first, second, first_wins, prompt_mask=None, first_mask=None, second_mask=None) -> dict:
+    """A pair batch with `first` as chosen where `first_wins` (a column of booleans) and
+    `second` elsewhere; each mask travels with its response."""
+    def pick(a, b):
+        return None if a is None else torch.where(first_wins, a, b)
+
+    return pair_batch(prompt, pick(first, second), pick(second, first), prompt_mask,
+                      pick(first_mask, second_mask), pick(second_mask, first_mask))
 
 
 @dataclass

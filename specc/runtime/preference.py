@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2Model
 
 from specc.runtime.jobdir import JobDir, atomic_write_json
-from specc.runtime.models import TINY_SIZES
+from specc.runtime.models import TINY_SIZES, positions
 
 
 class PreferenceModel(torch.nn.Module):
@@ -61,7 +61,7 @@ class PreferenceModel(torch.nn.Module):
             hidden = self.backbone(input_ids=tokens).last_hidden_state
             return self.head(hidden[:, -1].to(self.head.weight.dtype)).squeeze(-1)
         hidden = self.backbone(input_ids=tokens, attention_mask=attention_mask,
-                               position_ids=real_positions(attention_mask)).last_hidden_state
+                               position_ids=positions(attention_mask)).last_hidden_state
         last = hidden[torch.arange(len(tokens), device=tokens.device), last_real_index(attention_mask)]
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
 
@@ -152,11 +152,6 @@ class PreferenceModel(torch.nn.Module):
         if self.source["family"] != "tiny":
             out["backbone_config"] = json.loads(self.backbone.config.to_json_string(use_diff=False))
         return out
-
-
-def real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids counting real tokens only: 0 at each row's first real token."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from specc.runtime.artifacts import read_pairs, read_prompt_set, read_tokens, task_info, write_tokens
-from specc.runtime.batch import Responder, mask, pair_batch, take, to_device
+from specc.runtime.batch import Responder, mask, order_pairs, take, to_device
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.judges import load_judge
@@ -71,13 +71,8 @@ class OnlineSampler:
             first_wins = p_first >= 0.5  # a tie keeps the first sample as the winner
         else:
             first_wins = torch.rand(len(p_first), generator=step_generator(seed, "label", step), dtype=torch.float64) < p_first
-        first_wins = first_wins[:, None].to(self.device)
-
-        def pick(a, b):
-            return None if a is None else torch.where(first_wins, a, b)
-
-        batch = pair_batch(prompts, pick(first, second), pick(second, first), prompt_mask,
-                           pick(first_mask, second_mask), pick(second_mask, first_mask))
+        batch = order_pairs(prompts, first, second, first_wins[:, None].to(self.device), prompt_mask,
+                            first_mask, second_mask)
         if self.last_flush is None:
             self.last_flush = step
         self.buffer.append((step, {name: values.cpu() for name, values in batch.items()}))
@@ -136,14 +131,14 @@ class ReplaySampler:
         # the stream in recorded order; `order` is the permutation this run visits it in
         self.order = shuffle_order(len(stream["step"]), ctx.config["sampler"]["shuffle"],
                                    step_generator(self.train["seed"], "shuffle", 0))
-        self.data = {k: torch.from_numpy(v) for k, v in stream.items() if k != "step"}
+        self.pairs = {k: torch.from_numpy(v) for k, v in stream.items() if k != "step"}
         self.device = ctx.device
 
     def rows(self, step: int) -> torch.Tensor:
         return self.order[step * self.train["batch_size"]: (step + 1) * self.train["batch_size"]]
 
     def __call__(self, step: int):
-        return to_device(take(self.data, self.rows(step)), self.device), {}
+        return to_device(take(self.pairs, self.rows(step)), self.device), {}
 
 
 __all__ = ["OfflineSampler", "OnlineSampler", "ReplaySampler", "read_stream", "shuffle_order"]

@@ -15,7 +15,7 @@ from specc.runtime.context import JobContext
 from specc.runtime.device import autocast, precision
 from specc.runtime.evaluation import Evaluator
 from specc.runtime.losses import preference_loss, sequence_logp
-from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop
+from specc.runtime.loop import Learner, apply_update, make_optimizer, run_loop
 from specc.runtime.models import response_logprobs, save_model
 from specc.runtime.samplers import OfflineSampler, OnlineSampler, ReplaySampler
 
@@ -84,7 +84,7 @@ class ReferenceLogps:
         self.reference, self.normalize, self.device = reference, normalize, device
         self.table = None
         if isinstance(sampler, (OfflineSampler, ReplaySampler)):
-            self.pairs, self.rows = (sampler.pairs if isinstance(sampler, OfflineSampler) else sampler.data), sampler.rows
+            self.pairs, self.rows = sampler.pairs, sampler.rows
             visited = train["steps"] * train["batch_size"]
             cached = cache.load() if cache else None
             if cached is not None:

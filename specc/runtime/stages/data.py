@@ -51,29 +51,25 @@ def run_oracle(ctx: JobContext) -> dict:
     return {}
 
 
-LABEL_MASKS = ("prompt_mask", "chosen_mask", "rejected_mask")
-
-
 def run_label(ctx: JobContext) -> dict:
     """Relabel pairs with the judge. argmax: the judge's preferred side (ties keep the
     original order); sample: a side drawn with the judge's probability."""
+    import torch  # torch (and transformers, through batch) only for the stages that need them
+
+    from specc.runtime.batch import masks_of, order_pairs
+
     data = ctx.upstream("data")
-    pairs = read_pairs(data)
+    pairs = {k: torch.from_numpy(v) for k, v in read_pairs(data).items()}
     judge = load_judge(ctx.upstream("judge"), ctx.device)
-    masks = {k: pairs[k] for k in LABEL_MASKS if k in pairs}  # real data: padding masks ride along
+    prompt_mask, chosen_mask, rejected_mask = masks_of(pairs)  # real data: padding masks ride along
     p_first = judge.prob_first(pairs["prompt"], pairs["chosen"], pairs["rejected"],
-                               *(masks.get(k) for k in LABEL_MASKS))
+                               prompt_mask, chosen_mask, rejected_mask)
     if ctx.config["mode"] == "argmax":
         keep = p_first >= 0.5
     else:
         keep = np.random.default_rng(0).random(len(p_first)) < p_first
-    chosen = np.where(keep[:, None], pairs["chosen"], pairs["rejected"])
-    rejected = np.where(keep[:, None], pairs["rejected"], pairs["chosen"])
-    columns = {"prompt": pairs["prompt"], "chosen": chosen, "rejected": rejected}
-    if masks:  # a mask travels with its response when the label flips
-        columns["prompt_mask"] = masks["prompt_mask"]
-        columns["chosen_mask"] = np.where(keep[:, None], masks["chosen_mask"], masks["rejected_mask"])
-        columns["rejected_mask"] = np.where(keep[:, None], masks["rejected_mask"], masks["chosen_mask"])
-    write_tokens(pairs_path(ctx.job), columns)
+    relabelled = order_pairs(pairs["prompt"], pairs["chosen"], pairs["rejected"], torch.from_numpy(keep)[:, None],
+                             prompt_mask, chosen_mask, rejected_mask)
+    write_tokens(pairs_path(ctx.job), {name: values.numpy() for name, values in relabelled.items()})
     write_task_info(ctx.job, task_info(data))
     return {"data/agreement_with_input_labels": float(keep.mean())}

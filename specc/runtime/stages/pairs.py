@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from specc.runtime.artifacts import pairs_path, read_prompt_set, task_info, write_task_info, write_tokens
-from specc.runtime.batch import Responder, mask, pair_batch, take, to_device
+from specc.runtime.batch import Responder, mask, order_pairs, take, to_device
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.judges import load_judge
@@ -29,12 +29,9 @@ def run_pairs(ctx: JobContext) -> dict:
     a_wins = load_judge(ctx.upstream("judge"), ctx.device).prob_first(table["prompt"], first[0], second[0],
                                                            prompt_mask=mask(table, "prompt"),
                                                            first_mask=first[1], second_mask=second[1]) >= 0.5
-    keep = torch.from_numpy(np.asarray(a_wins))[:, None]
-    pick = lambda a, b: None if a is None else torch.where(keep, a, b).numpy()  # noqa: E731
-    pairs = pair_batch(table["prompt"].numpy(), pick(first[0], second[0]), pick(second[0], first[0]),
-                       None if prompt_mask is None else table["prompt_mask"].numpy(),
-                       pick(first[1], second[1]), pick(second[1], first[1]))
-    write_tokens(pairs_path(ctx.job), pairs)
+    pairs = order_pairs(table["prompt"], first[0], second[0], torch.from_numpy(np.asarray(a_wins))[:, None],
+                        mask(table, "prompt"), first[1], second[1])
+    write_tokens(pairs_path(ctx.job), {name: values.numpy() for name, values in pairs.items()})
     write_task_info(ctx.job, info)
     return {"data/a_win_rate": float(np.mean(a_wins))}
 

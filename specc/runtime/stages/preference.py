@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from specc.runtime.artifacts import read_pairs, task_info
+from specc.runtime.batch import masks_of
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop, step_generator
 from specc.runtime.preference import build_preference_model, load_preference_model, save_preference_model
 
 HELD_OUT = 0.1  # share of pairs kept for validation accuracy
-MASKS = ("prompt_mask", "chosen_mask", "rejected_mask")
 
 
 def run_preference_model(ctx: JobContext) -> dict:
@@ -66,18 +66,13 @@ def _initialise(model, ctx: JobContext) -> None:
         model.init_from_policy(ctx.policy("init"))
         return
     previous = load_preference_model(init)
-    if previous.form != model.form or previous.describe()["max_len"] != model.max_len:
+    if previous.form != model.form or previous.max_len != model.max_len:
         raise ValueError(f"init: judge {ctx.spec['upstream']['init']} is {previous.form} over {previous.max_len} "
                          f"positions; this one is {model.form} over {model.max_len}: they must match")
     try:
         model.load_state_dict(previous.state_dict())
     except RuntimeError as err:
         raise ValueError(f"init: the judge being continued has another architecture ({err})") from None
-
-
-def masks_of(pairs: dict) -> tuple:
-    """(prompt_mask, chosen_mask, rejected_mask), each None where the data has no masks."""
-    return tuple(pairs.get(k) for k in MASKS)
 
 
 def shown_in_order(batch: dict, chosen_first: torch.Tensor) -> tuple:
