@@ -28,8 +28,22 @@ import torch
 from bench_train import EVERY, Specc, build_workspace  # benchmarks/ is on sys.path when run as a script
 
 TARGET = 0.20
-PARTS = {"sample": "sampling (KL 256 + win 512 responses)", "response_logits": "forwards: KL policy + reference",
-         "response_logprobs": "forwards: classification (policy + reference)", "judges": "judges (golden oracle; online: also the proxy reward model)"}
+PARTS = {"sample": "sampling (KL 256 + win 512 responses, keeping the policy's logits / log-probs)",
+         "response_logits": "forwards: KL reference",
+         "response_logprobs": "forwards: classification (reference on 256 self-pairs, policy on 256 D_golden pairs)",
+         "judges": "judges (golden oracle; online: also the proxy reward model)"}
+
+
+class TimedResponder:
+    """The evaluator's sampler, timed: plain calls and `keeping` calls alike."""
+
+    def __init__(self, respond, timed):
+        self.respond = respond
+        self.__call__ = timed(respond.__call__, "sample")
+        self.keeping = timed(respond.keeping, "sample")
+
+    def __call__(self, *args, **kwargs):
+        return self.__dict__["__call__"](*args, **kwargs)
 
 
 def instrument(evaluator) -> dict[str, float]:
@@ -46,7 +60,9 @@ def instrument(evaluator) -> dict[str, float]:
         return wrapper
 
     # the evaluator's own helpers: sampling, KL logits, classification log-probs
-    for method, part in (("_sample", "sample"), ("_logits", "response_logits"), ("_logps", "response_logprobs")):
+    evaluator.respond = TimedResponder(evaluator.respond, timed)
+    for method, part in (("_logits", "response_logits"), ("_logps", "response_logprobs"),
+                         ("_pair_logps", "response_logprobs")):
         setattr(evaluator, method, timed(getattr(evaluator, method), part))
     for judge in {id(j): j for j in (evaluator.judge, evaluator.proxy) if j is not None}.values():
         judge.prob_first = timed(judge.prob_first, "judges")

@@ -178,13 +178,18 @@ class MinimalOffline:
         return loss.item()
 
 
+def multinomial(logits, generator) -> torch.Tensor:
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
+
+
 @torch.no_grad()
-def sample_hf(model, prompts, length, generator) -> torch.Tensor:
-    """The usual hand-written KV-cache sampling loop through the transformers forward."""
+def sample_hf(model, prompts, length, generator, draw=multinomial) -> torch.Tensor:
+    """The usual hand-written KV-cache sampling loop through the transformers forward
+    (`draw`: specc's own token draw, to compare its decoding with this one bit for bit)."""
     out = model(input_ids=prompts, use_cache=True)
     tokens = []
     for t in range(length):
-        tokens.append(torch.multinomial(torch.softmax(out.logits[:, -1], -1), 1, generator=generator))
+        tokens.append(draw(out.logits[:, -1], generator))
         if t + 1 < length:
             out = model(input_ids=tokens[-1], past_key_values=out.past_key_values, use_cache=True)
     return torch.cat(tokens, 1)
@@ -422,7 +427,9 @@ def check_forward(jobs) -> str:
         model.zero_grad(set_to_none=True)
         (x.sum(-1) ** 2).mean().backward()
         grads.append([p.grad for p in model.parameters()])
-    samples = [fn(model, pairs["prompt"], 16, torch.Generator().manual_seed(0)) for fn in (models.sample, sample_hf)]
+    samples = [models.sample(model, pairs["prompt"], 16, torch.Generator().manual_seed(0)),
+               sample_hf(model, pairs["prompt"], 16, torch.Generator().manual_seed(0),
+                         draw=lambda logits, generator: models._draw(logits, 1.0, generator))]
     if not (torch.equal(*logps) and all(map(torch.equal, *grads)) and torch.equal(*samples)):
         raise SystemExit("specc's GPT-2 forward no longer matches transformers' bit for bit (models.py)")
     return "specc's GPT-2 forward vs transformers': log-probs, gradients and samples bit-identical"

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from specc.runtime.artifacts import MASK_SUFFIX, PAIR_COLUMNS, PAIR_MASKS
-from specc.runtime.models import end_at_eos, sample
+from specc.runtime.device import autocast
+from specc.runtime.losses import sequence_logp
+from specc.runtime.models import end_at_eos, sample, shared_prompt_logprobs
 
 
 def mask(batch: dict, column: str) -> torch.Tensor | None:
@@ -47,6 +49,17 @@ def order_pairs(prompt, first, second, first_wins, prompt_mask=None, first_mask=
                       pick(first_mask, second_mask), pick(second_mask, first_mask))
 
 
+def pair_logps(model, batch: dict, normalize: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequence log-probs of a batch's (chosen, rejected): one forward over both sides, each
+    prompt computed once for its two responses."""
+    responses = torch.cat([batch["chosen"], batch["rejected"]])
+    chosen_mask = mask(batch, "chosen")
+    response_mask = None if chosen_mask is None else torch.cat([chosen_mask, mask(batch, "rejected")])
+    with autocast(device):
+        logps = shared_prompt_logprobs(model, batch["prompt"], responses, response_mask, mask(batch, "prompt"))
+    return sequence_logp(logps, response_mask, normalize).chunk(2)
+
+
 @dataclass
 class Sides:
     """Chosen rows then rejected rows, for one forward over both sides of a batch of pairs."""
@@ -78,8 +91,16 @@ class Responder:
         eos = info.get("eos_id")
         return cls(info["response_len"], eos, info.get("pad_id", eos))
 
-    def __call__(self, model, prompts, prompt_mask, generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        responses = sample(model, prompts, self.length, generator, prompt_mask=prompt_mask)
+    def __call__(self, model, prompts, prompt_mask, generator, copies: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(responses, mask) of `copies` responses per prompt: all first ones, then all second ones, ..."""
+        return self._cut(sample(model, prompts, self.length, generator, prompt_mask=prompt_mask, copies=copies))
+
+    def keeping(self, keep: str, model, prompts, prompt_mask, generator) -> tuple[tuple, torch.Tensor]:
+        """((responses, mask), what sampling kept: "logits" [B, length, V] or "logprobs" [B, length])."""
+        responses, kept = sample(model, prompts, self.length, generator, prompt_mask=prompt_mask, keep=keep)
+        return self._cut(responses), kept
+
+    def _cut(self, responses) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.eos_id is None:
             return responses, None
         return end_at_eos(responses, self.eos_id, self.pad_id)

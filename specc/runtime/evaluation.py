@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from specc.runtime.artifacts import read_pairs, read_prompt_set, task_info
-from specc.runtime.batch import Responder, mask
+from specc.runtime.batch import Responder, pair_logps
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.judges import load_judge
@@ -61,9 +61,7 @@ class Evaluator:
             return response_logprobs(model, prompts[0], responses[0], responses[1], prompts[1]).sum(-1)
 
     def _pair_logps(self, model):
-        prompts = (self.pairs["prompt"], mask(self.pairs, "prompt"))
-        return (self._logps(model, prompts, (self.pairs["chosen"], mask(self.pairs, "chosen"))),
-                self._logps(model, prompts, (self.pairs["rejected"], mask(self.pairs, "rejected"))))
+        return pair_logps(model, self.pairs, "sum", self.device)
 
     def _prefer(self, judge, prompts, first, second) -> torch.Tensor:
         """The judge's P(first beats second) for (tokens, mask) pairs, as a float64 tensor."""
@@ -74,18 +72,22 @@ class Evaluator:
     @torch.no_grad()
     def __call__(self, step: int) -> dict:
         out = {}
-        kl_samples = self._sample(self.policy, self.kl_prompts, "kl")
-        kl_logits = (self._logits(self.policy, self.kl_prompts, kl_samples[0]),
-                     self._logits(self.reference, self.kl_prompts, kl_samples[0]))
+        # the policy's logits come from the sampling pass itself: no second policy forward
+        with autocast(self.device):
+            kl_samples, policy_logits = self.respond.keeping("logits", self.policy, *self.kl_prompts,
+                                                             step_generator(self.seed, "kl", 0, self.device))
+        kl_logits = (policy_logits, self._logits(self.reference, self.kl_prompts, kl_samples[0]))
         out["eval/kl"] = exact_token_kl(*kl_logits, kl_samples[1]).mean().item()
         if self.judge is not None:
-            win_samples = self._sample(self.policy, self.win_prompts, "win")
+            with autocast(self.device):  # the policy's log-probs of its samples come with them
+                win_samples, win_logps = self.respond.keeping("logprobs", self.policy, *self.win_prompts,
+                                                              step_generator(self.seed, "win", 0, self.device))
             p = self._prefer(self.judge, self.win_prompts, win_samples, self.baseline_responses)
             rate, lo, hi = mean_with_interval(win_outcomes(p))
             out.update({"eval/win_rate": rate, "eval/win_rate_lo": lo, "eval/win_rate_hi": hi})
             if hasattr(self.judge, "reward"):
                 out["eval/oracle_reward"] = float(np.mean(self.judge.reward(self.win_prompts[0], win_samples[0])))
-            out.update(self._self_classification(kl_samples, win_samples, kl_logits))
+            out.update(self._self_classification(kl_samples, win_samples, kl_logits, win_logps))
         if self.pairs is not None:
             chosen, rejected = self._pair_logps(self.policy)
             scores = classifier_scores(chosen, rejected, *self.ref_pair_logps)
@@ -94,11 +96,12 @@ class Evaluator:
             out["eval/logp_rejected"] = rejected.mean().item()
         return out
 
-    def _self_classification(self, first, second_all, first_logits) -> dict:
+    def _self_classification(self, first, second_all, first_logits, second_logps) -> dict:
         """App. E.1 / Fig. 6: on pairs of the policy's own samples, how often the policy (as a
         classifier) and the online run's proxy judge agree with the golden judge.
         `first`, `second_all`: (responses, mask) after the KL and the win prompts;
-        `first_logits`: (policy, reference) response logits of `first`."""
+        `first_logits`: (policy, reference) response logits of `first`; `second_logps`: the
+        policy's token log-probs of `second_all`, kept while sampling it."""
         n = min(len(first[0]), len(second_all[0]))
         cut = lambda pair: (pair[0][:n], None if pair[1] is None else pair[1][:n])  # noqa: E731
         prompts, first, second = cut(self.win_prompts), cut(first), cut(second_all)
@@ -116,7 +119,7 @@ class Evaluator:
                                        for logits in first_logits)
         else:
             policy_first, ref_first = self._logps(self.policy, prompts, first), self._logps(self.reference, prompts, first)
-        scores = classifier_scores(policy_first, self._logps(self.policy, prompts, second),
+        scores = classifier_scores(policy_first, _masked(second_logps[:n], second[1]).sum(-1),
                                    ref_first, self._logps(self.reference, prompts, second))
         decided = decided.to(scores.device)
         out["eval/self_classifier_accuracy"] = classifier_accuracy(scores[decided], (golden > 0.5).to(scores.device)[decided])

@@ -8,6 +8,7 @@ responses (see runtime.data.tokenize).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 ROWS_PER_FORWARD = 64
 ROWS_PER_DECODE = 256  # sampling: a step's activations are small, but the KV cache grows
 
+TINY_ACTIVATION = "gelu_pytorch_tanh"
 # name -> (width, layers, heads)
 TINY_SIZES = {"XS": (32, 1, 2), "S": (64, 2, 4), "M": (128, 2, 4), "L": (192, 3, 6)}
 
@@ -28,6 +30,8 @@ def tiny_config(size: str, vocab: int, max_len: int) -> GPT2Config:
     width, layers, heads = TINY_SIZES[size]
     return GPT2Config(vocab_size=vocab, n_positions=max_len, n_embd=width, n_layer=layers, n_head=heads,
                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # no dropout: determinism, and RL practice
+                      # GPT-2's tanh GELU as one fused kernel (gelu_new computes the same function in five ops)
+                      activation_function=TINY_ACTIVATION,
                       bos_token_id=None, eos_token_id=None, pad_token_id=None, tie_word_embeddings=True)
 
 
@@ -93,6 +97,75 @@ def response_logits(model, prompts: torch.Tensor, responses: torch.Tensor,
     return logits[:, prompts.shape[1] - 1: -1]
 
 
+def shared_prompt_logprobs(model, prompts: torch.Tensor, responses: torch.Tensor,
+                           response_mask: torch.Tensor | None = None,
+                           prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """log pi(y_t | x, y_<t) per token [kB, R] of k responses per prompt: `prompts` [B, P],
+    `responses` [kB, R] (all first responses, then all second ones, ...). Each prompt is
+    computed once and its keys and values serve its k responses: a pair costs P + 2(R - 1)
+    positions instead of 2(P + R). Equal to `response_logprobs` on the prompt repeated k
+    times up to float rounding (another attention shape, gradients summed over copies)."""
+    logits = _shared_prompt_logits(model, prompts, responses, prompt_mask)
+    token_logps = token_logprobs(logits, responses)
+    return token_logps if response_mask is None else token_logps * response_mask
+
+
+def _shared_prompt_logits(model, prompts, responses, prompt_mask):
+    copies = len(responses) // len(prompts)
+    if not torch.is_grad_enabled() and len(responses) > ROWS_PER_FORWARD:
+        return _in_prompt_chunks(_shared_prompt_logits, model, prompts, responses, prompt_mask)
+    if prompt_mask is None and _plain_gpt2(model):
+        hidden, cache = _gpt2_forward(model.transformer, prompts)
+        last = hidden[:, -1:].repeat(copies, 1, 1)  # predicts each response's first token
+        if responses.shape[1] > 1:
+            rest, _ = _gpt2_forward(model.transformer, responses[:, :-1], _repeat_cache(cache, len(prompts), copies))
+            last = torch.cat([last, rest], dim=1)
+        return F.linear(last, model.lm_head.weight)
+    return _shared_prompt_logits_hf(model, prompts, responses, prompt_mask, copies)
+
+
+def shared_prompt_hidden(body, prompts: torch.Tensor, responses: torch.Tensor) -> torch.Tensor | None:
+    """Final hidden states [kB, R, d] at the response positions of `prompts` [B, P] followed by
+    each of their k responses [kB, R], the prompts computed once; None where the body is not
+    one specc runs itself (a plain GPT-2)."""
+    if not _plain_body(body):
+        return None
+    if not torch.is_grad_enabled() and len(responses) > ROWS_PER_FORWARD:
+        return _in_prompt_chunks(lambda b, p, r, _: shared_prompt_hidden(b, p, r), body, prompts, responses, None)
+    _, cache = _gpt2_forward(body, prompts)
+    return _gpt2_forward(body, responses, _repeat_cache(cache, len(prompts), len(responses) // len(prompts)))[0]
+
+
+def _in_prompt_chunks(fn, model, prompts, responses, prompt_mask):
+    """`fn` over chunks of prompts with their k responses each, as large as the other
+    gradient-free forwards; rows stay copy-major."""
+    copies = len(responses) // len(prompts)
+    per_chunk = max(1, ROWS_PER_FORWARD // copies)
+    by_copy = responses.view(copies, len(prompts), -1)
+    chunks = [fn(model, prompts[i:i + per_chunk], by_copy[:, i:i + per_chunk].reshape(-1, responses.shape[1]),
+                 None if prompt_mask is None else prompt_mask[i:i + per_chunk])
+              for i in range(0, len(prompts), per_chunk)]
+    return torch.cat([c.view(copies, -1, *c.shape[1:]) for c in chunks], dim=1).flatten(0, 1)
+
+
+def _shared_prompt_logits_hf(model, prompts, responses, prompt_mask, copies):
+    """Any transformers causal LM: the prompt's KV cache, repeated per copy, continued by the
+    responses (all but their last token, whose next-token logits nobody needs)."""
+    prompt_mask = torch.ones_like(prompts) if prompt_mask is None else prompt_mask.long()
+    out = model(input_ids=prompts, attention_mask=prompt_mask, position_ids=positions(prompt_mask),
+                use_cache=True, logits_to_keep=1)
+    first = out.logits[:, -1:].repeat(copies, 1, 1)
+    if responses.shape[1] == 1:
+        return first
+    past = _repeat_cache(out.past_key_values, len(prompts), copies)
+    rest_len = responses.shape[1] - 1
+    attention = torch.cat([prompt_mask.repeat(copies, 1), prompt_mask.new_ones(len(responses), rest_len)], dim=1)
+    next_position = prompt_mask.sum(-1, keepdim=True).repeat(copies, 1)
+    rest = model(input_ids=responses[:, :-1], attention_mask=attention, past_key_values=past,
+                 position_ids=next_position + torch.arange(rest_len, device=prompts.device)).logits
+    return torch.cat([first, rest], dim=1)
+
+
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that start at 0 on each row's first real token (left padding)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -112,14 +185,31 @@ def token_logprobs(logits: torch.Tensor, responses: torch.Tensor) -> torch.Tenso
 
 
 def sample(model, prompts: torch.Tensor, length: int, generator: torch.Generator,
-           temperature: float = 1.0, prompt_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Ancestral sampling with a KV cache; every draw comes from `generator`."""
+           temperature: float = 1.0, prompt_mask: torch.Tensor | None = None, copies: int = 1,
+           keep: str | None = None):
+    """Ancestral sampling with a KV cache; every draw comes from `generator`. `copies`
+    responses per prompt share the prompt's forward: rows are all first responses, then all
+    second ones, .... `keep="logits"` also returns the logits each token was drawn from
+    (before the temperature) [rows, length, V]; `keep="logprobs"` the policy's log-prob of
+    each drawn token [rows, length]: what a forward over the samples would give, for free."""
     with torch.inference_mode():  # no autograd bookkeeping at all, per token
         if prompt_mask is None:
-            tokens = _sample(model, prompts, length, generator, temperature)
+            tokens, kept = _sample(model, prompts, length, generator, temperature, copies, keep)
         else:
-            tokens = _sample_padded(model, prompts, prompt_mask, length, generator, temperature)
-    return tokens.clone()  # a normal tensor: inference tensors cannot be saved for a later backward
+            tokens, kept = _sample_padded(model, prompts, prompt_mask, length, generator, temperature, copies, keep)
+    # normal tensors: inference tensors cannot be saved for a later backward
+    if keep is None:
+        return tokens.clone()
+    return tokens.clone(), (torch.stack(kept, dim=1) if keep == "logits" else torch.cat(kept, dim=1)).clone()
+
+
+def _keep(kept: list, keep: str | None, logits: torch.Tensor, drawn: torch.Tensor) -> None:
+    if keep == "logits":
+        kept.append(logits)
+    elif keep == "logprobs":
+        kept.append(token_logprobs(logits[:, None], drawn))
+    elif keep is not None:
+        raise ValueError(f"keep={keep!r}: expected 'logits' or 'logprobs'")
 
 
 def end_at_eos(responses: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,45 +220,76 @@ def end_at_eos(responses: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch
     return responses.masked_fill(after_eos, pad_id), (~after_eos).long()
 
 
-def _sample(model, prompts, length, generator, temperature):
+def _sample(model, prompts, length, generator, temperature, copies, keep):
+    body = _Body.of(model.transformer) if _plain_gpt2(model) else None
+    logits, past = _next_logits(model, prompts, None, body)  # the prompts, once each
+    if copies > 1:
+        logits, past = logits.repeat(copies, 1), _repeat_cache(past, len(prompts), copies)
     # large batches decode in chunks of rows (each with its own cache), but every token is
     # drawn for the whole batch at once, so the generator is consumed exactly as unchunked
-    chunks = prompts.split(ROWS_PER_DECODE) if _plain_gpt2(model) else [prompts]
-    states = [_next_logits(model, rows, None) for rows in chunks]
-    tokens = []
+    rows = ROWS_PER_DECODE if body is not None else len(logits)
+    states = list(zip(logits.split(rows), _split_cache(past, rows))) if len(logits) > rows else [(logits, past)]
+    tokens, kept = [], []
     for t in range(length):
         logits = states[0][0] if len(states) == 1 else torch.cat([logits for logits, _ in states])
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
-        nxt = torch.multinomial(probs, 1, generator=generator)
+        nxt = _draw(logits, temperature, generator)
         tokens.append(nxt)
+        _keep(kept, keep, logits, nxt)
         if t + 1 < length:
-            states = [_next_logits(model, rows, past) for rows, (_, past) in zip(nxt.split(len(chunks[0])), states)]
-    return torch.cat(tokens, dim=1)
+            states = [_next_logits(model, chunk, past, body) for chunk, (_, past) in zip(nxt.split(rows), states)]
+    return torch.cat(tokens, dim=1), kept
 
 
-def _sample_padded(model, prompts, prompt_mask, length, generator, temperature):
+def _sample_padded(model, prompts, prompt_mask, length, generator, temperature, copies, keep):
     """Left-padded prompts (real data): the attention mask grows by one real position per token."""
     attention = prompt_mask.long()
     out = model(input_ids=prompts, attention_mask=attention, position_ids=positions(attention), use_cache=True)
     logits, past = out.logits[:, -1], out.past_key_values
+    if copies > 1:
+        logits, past, attention = (logits.repeat(copies, 1), _repeat_cache(past, len(prompts), copies),
+                                   attention.repeat(copies, 1))
     next_position = attention.sum(-1, keepdim=True)
-    tokens = []
+    tokens, kept = [], []
     for t in range(length):
-        nxt = torch.multinomial(torch.softmax(logits.float() / temperature, dim=-1), 1, generator=generator)
+        nxt = _draw(logits, temperature, generator)
         tokens.append(nxt)
+        _keep(kept, keep, logits, nxt)
         if t + 1 < length:
             attention = torch.cat([attention, torch.ones_like(nxt)], dim=1)
             out = model(input_ids=nxt, attention_mask=attention, position_ids=next_position + t,
                         past_key_values=past, use_cache=True)
             logits, past = out.logits[:, -1], out.past_key_values
-    return torch.cat(tokens, dim=1)
+    return torch.cat(tokens, dim=1), kept
 
 
-def _next_logits(model, tokens: torch.Tensor, past):
-    """Logits at the last position [B, V] and the KV cache, continuing `past` (None: from scratch)."""
-    if _plain_gpt2(model):
-        hidden, past = _gpt2_forward(model.transformer, tokens, past)
-        return F.linear(hidden, model.lm_head.weight)[:, -1], past
+def _draw(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """One token per row [B, 1] from softmax(logits / temperature), by inverting the CDF at
+    one uniform draw per row (3-6x faster than torch.multinomial's exponential draw per
+    vocabulary entry). A token of probability 0 is never drawn: u is in (0, 1]."""
+    cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
+    u = 1.0 - torch.rand(len(cdf), 1, generator=generator, dtype=cdf.dtype, device=cdf.device)
+    return (cdf < u * cdf[:, -1:]).sum(dim=-1, keepdim=True)
+
+
+def _repeat_cache(past, prompts: int, copies: int):
+    """A KV cache of `prompts` rows for `copies` continuations each (copy-major rows)."""
+    if isinstance(past, list):  # specc's own GPT-2 cache: (keys, values) per layer
+        return [(keys.repeat(copies, 1, 1, 1), values.repeat(copies, 1, 1, 1)) for keys, values in past]
+    past.reorder_cache(torch.arange(prompts, device=past.layers[0].keys.device).repeat(copies))  # a transformers Cache
+    return past
+
+
+def _split_cache(past: list, rows: int) -> list:
+    return [[(keys[i:i + rows], values[i:i + rows]) for keys, values in past]
+            for i in range(0, len(past[0][0]), rows)]
+
+
+def _next_logits(model, tokens: torch.Tensor, past, body: "_Body | None" = None):
+    """Logits at the last position [B, V] and the KV cache, continuing `past` (None: from
+    scratch). `body`: the plain GPT-2's tensors, read once per sampling run."""
+    if body is not None:
+        hidden, past = _gpt2_forward(body, tokens, past)
+        return F.linear(hidden[:, -1], model.lm_head.weight), past
     out = model(input_ids=tokens, past_key_values=past, use_cache=True)
     return out.logits[:, -1], out.past_key_values
 
@@ -182,6 +303,15 @@ def _next_logits(model, tokens: torch.Tensor, past):
 # and samples are bit-identical to the transformers path (benchmarks/bench_train.py checks
 # it before timing); what they do not cover (hub models, dropout while training, other
 # attention kernels) takes that path instead.
+
+
+def last_hidden(body, tokens: torch.Tensor) -> torch.Tensor:
+    """A base model's final hidden states [B, T, d] of unpadded sequences (the judges' backbone)."""
+    if not _plain_body(body):
+        return body(input_ids=tokens).last_hidden_state
+    if not torch.is_grad_enabled() and len(tokens) > ROWS_PER_FORWARD:
+        return torch.cat([last_hidden(body, rows) for rows in tokens.split(ROWS_PER_FORWARD)])
+    return _gpt2_forward(body, tokens)[0]
 
 
 def _gpt2_logits(model, tokens: torch.Tensor) -> torch.Tensor:
@@ -202,37 +332,86 @@ def _plain_body(body) -> bool:
             and not dropout and not body.gradient_checkpointing)
 
 
-def _gpt2_forward(body: GPT2Model, tokens: torch.Tensor, past: list | None = None):
-    """Final hidden states [B, T, d] and each layer's (keys, values). With `past`, `tokens` is
-    one new position per row (decoding); without, a whole causal sequence."""
+class _Norm(NamedTuple):
+    shape: tuple
+    weight: torch.Tensor
+    bias: torch.Tensor
+    eps: float
+
+
+class _Linear(NamedTuple):  # transformers' Conv1D: a linear layer with transposed weights
+    bias: torch.Tensor
+    weight: torch.Tensor
+    out: int
+
+
+class _Block(NamedTuple):
+    ln_1: _Norm
+    c_attn: _Linear
+    heads: int
+    head_dim: int
+    scale: float
+    attn_proj: _Linear
+    ln_2: _Norm
+    c_fc: _Linear
+    act: object
+    mlp_proj: _Linear
+
+
+class _Body(NamedTuple):
+    """A GPT2Model's tensors, read off its modules once: a decoding step then spends no time in
+    `nn.Module.__getattr__` (~15% of a tiny model's step). The tensors are the parameters
+    themselves, so an optimiser step or a loaded state dict shows through."""
+
+    wte: torch.Tensor
+    wpe: torch.Tensor
+    blocks: list
+    ln_f: _Norm
+
+    @classmethod
+    def of(cls, body: GPT2Model) -> "_Body":
+        norm = lambda n: _Norm(n.normalized_shape, n.weight, n.bias, n.eps)  # noqa: E731
+        linear = lambda c: _Linear(c.bias, c.weight, c.nf)  # noqa: E731
+        blocks = [_Block(norm(b.ln_1), linear(b.attn.c_attn), b.attn.num_heads, b.attn.head_dim, b.attn.scaling,
+                         linear(b.attn.c_proj), norm(b.ln_2), linear(b.mlp.c_fc), b.mlp.act, linear(b.mlp.c_proj))
+                  for b in body.h]
+        return cls(body.wte.weight, body.wpe.weight, blocks, norm(body.ln_f))
+
+
+def _gpt2_forward(body, tokens: torch.Tensor, past: list | None = None):
+    """Final hidden states [B, T, d] and each layer's (keys, values), continuing `past` (None:
+    from the first position). `body`: a GPT2Model or its `_Body`."""
+    body = body if isinstance(body, _Body) else _Body.of(body)
     start = 0 if past is None else past[0][0].shape[2]
-    hidden = F.embedding(tokens, body.wte.weight) + body.wpe.weight[start:start + tokens.shape[1]]
+    hidden = F.embedding(tokens, body.wte) + body.wpe[start:start + tokens.shape[1]]
     cache = []
-    for i, block in enumerate(body.h):
+    for i, block in enumerate(body.blocks):
         hidden, keys_values = _gpt2_block(block, hidden, None if past is None else past[i])
         cache.append(keys_values)
     return _layer_norm(body.ln_f, hidden), cache
 
 
-def _gpt2_block(block, hidden: torch.Tensor, past: tuple | None):
-    attn, mlp = block.attn, block.mlp
+def _gpt2_block(block: _Block, hidden: torch.Tensor, past: tuple | None):
     batch, length, width = hidden.shape
-    qkv = _conv1d(attn.c_attn, _layer_norm(block.ln_1, hidden))  # [B, T, 3 * heads * head_dim]
-    query, key, value = qkv.view(batch, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    qkv = _conv1d(block.c_attn, _layer_norm(block.ln_1, hidden))  # [B, T, 3 * heads * head_dim]
+    query, key, value = qkv.view(batch, length, 3, block.heads, block.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    causal = None
     if past is None:  # transformers' cache concatenates: sdpa sees contiguous keys and values either way
         key, value = key.contiguous(), value.contiguous()
     else:
         key, value = torch.cat([past[0], key], dim=-2), torch.cat([past[1], value], dim=-2)
-    out = F.scaled_dot_product_attention(query, key, value, is_causal=past is None and length > 1,
-                                         scale=attn.scaling)
-    hidden = _conv1d(attn.c_proj, out.transpose(1, 2).reshape(batch, length, width)) + hidden
-    return hidden + _conv1d(mlp.c_proj, mlp.act(_conv1d(mlp.c_fc, _layer_norm(block.ln_2, hidden)))), (key, value)
+        if length > 1:  # several new positions after a cache: each sees the cache and the new ones up to itself
+            causal = torch.ones(length, key.shape[-2], dtype=torch.bool, device=key.device).tril(key.shape[-2] - length)
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=causal, is_causal=past is None and length > 1,
+                                         scale=block.scale)
+    hidden = _conv1d(block.attn_proj, out.transpose(1, 2).reshape(batch, length, width)) + hidden
+    return hidden + _conv1d(block.mlp_proj, block.act(_conv1d(block.c_fc, _layer_norm(block.ln_2, hidden)))), (key, value)
 
 
-def _layer_norm(norm: torch.nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+def _layer_norm(norm: _Norm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, norm.shape, norm.weight, norm.bias, norm.eps)
 
 
-def _conv1d(layer, x: torch.Tensor) -> torch.Tensor:
-    """transformers' Conv1D (a linear layer with transposed weights), as it computes it."""
-    return torch.addmm(layer.bias, x.reshape(-1, x.shape[-1]), layer.weight).view(*x.shape[:-1], layer.nf)
+def _conv1d(layer: _Linear, x: torch.Tensor) -> torch.Tensor:
+    """transformers' Conv1D, as it computes it."""
+    return torch.addmm(layer.bias, x.reshape(-1, x.shape[-1]), layer.weight).view(*x.shape[:-1], layer.out)

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2Model
 
 from specc.runtime.jobdir import JobDir, atomic_write_json
-from specc.runtime.models import TINY_SIZES, positions
+from specc.runtime.models import TINY_ACTIVATION, TINY_SIZES, last_hidden, positions, shared_prompt_hidden
 
 
 class PreferenceModel(torch.nn.Module):
@@ -45,7 +45,7 @@ class PreferenceModel(torch.nn.Module):
             self.backbone = GPT2Model(GPT2Config(vocab_size=vocab + 1, n_positions=max_len, n_embd=width,
                                                  n_layer=layers, n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0,
                                                  attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
-                                                 pad_token_id=None))
+                                                 pad_token_id=None, activation_function=TINY_ACTIVATION))
         else:
             self.sep, self.source, self.backbone = sep, source, backbone
             width = backbone.config.hidden_size
@@ -58,7 +58,7 @@ class PreferenceModel(torch.nn.Module):
 
     def _score(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:
-            hidden = self.backbone(input_ids=tokens).last_hidden_state
+            hidden = last_hidden(self.backbone, tokens)
             return self.head(hidden[:, -1].to(self.head.weight.dtype)).squeeze(-1)
         hidden = self.backbone(input_ids=tokens, attention_mask=attention_mask,
                                position_ids=positions(attention_mask)).last_hidden_state
@@ -70,8 +70,15 @@ class PreferenceModel(torch.nn.Module):
         Masks (1 = real token) are for padded data; a missing one means all real."""
         prompts, first, second = (self._on_device(t) for t in (prompts, first, second))
         masks = self._masks(prompts, first, second, prompt_mask, first_mask, second_mask)
-        if self.form == "pointwise":
-            return self._reward(prompts, first, masks, 1) - self._reward(prompts, second, masks, 2)
+        if self.form == "pointwise":  # both rewards from one forward, each prompt computed once where we can
+            hidden = None if masks is not None else shared_prompt_hidden(self.backbone, prompts, torch.cat([first, second]))
+            if hidden is not None:
+                first_reward, second_reward = self.head(hidden[:, -1].to(self.head.weight.dtype)).squeeze(-1).chunk(2)
+                return first_reward - second_reward
+            rewards = self._reward(torch.cat([prompts, prompts]), torch.cat([first, second]),
+                                   None if masks is None else (torch.cat([masks[0], masks[0]]), torch.cat(masks[1:])))
+            first_reward, second_reward = rewards.chunk(2)
+            return first_reward - second_reward
         sep = torch.full((len(prompts), 1), self.sep, dtype=prompts.dtype, device=prompts.device)
         tokens = torch.cat([prompts, first, sep, second], 1)
         if masks is None:
@@ -79,9 +86,9 @@ class PreferenceModel(torch.nn.Module):
         prompt_m, first_m, second_m = masks
         return self._score(tokens, torch.cat([prompt_m, first_m, torch.ones_like(sep), second_m], 1))
 
-    def _reward(self, prompts, response, masks, side: int) -> torch.Tensor:
-        tokens = torch.cat([prompts, response], 1)
-        return self._score(tokens) if masks is None else self._score(tokens, torch.cat([masks[0], masks[side]], 1))
+    def _reward(self, prompts, responses, masks) -> torch.Tensor:
+        tokens = torch.cat([prompts, responses], 1)
+        return self._score(tokens) if masks is None else self._score(tokens, torch.cat(masks, 1))
 
     def _masks(self, prompts, first, second, prompt_mask, first_mask, second_mask):
         """None when no mask is given (the unpadded path), else all three, on the model's device."""
@@ -108,9 +115,12 @@ class PreferenceModel(torch.nn.Module):
             pm, am, bm = (None if m is None else m[rows] for m in (prompt_mask, first_mask, second_mask))
             if self.form == "pointwise":
                 out.append(torch.sigmoid(self.logit(p, a, b, pm, am, bm).double()))
-            else:
-                out.append((torch.sigmoid(self.logit(p, a, b, pm, am, bm).double())
-                            + 1 - torch.sigmoid(self.logit(p, b, a, pm, bm, am).double())) / 2)
+            else:  # both orders in one forward
+                masks = self._masks(p, a, b, pm, am, bm) or (None, None, None)
+                twice = lambda x, y: None if x is None else torch.cat([x, y])  # noqa: E731
+                in_order, swapped = self.logit(twice(p, p), twice(a, b), twice(b, a), twice(masks[0], masks[0]),
+                                               twice(masks[1], masks[2]), twice(masks[2], masks[1])).double().chunk(2)
+                out.append((torch.sigmoid(in_order) + 1 - torch.sigmoid(swapped)) / 2)
         return torch.cat(out).cpu().numpy()
 
     def init_from_policy(self, policy) -> None:

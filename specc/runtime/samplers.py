@@ -61,9 +61,10 @@ class OnlineSampler:
         rows = to_device(take(self.prompts, idx), self.device)
         prompts, prompt_mask = rows["prompt"], mask(rows, "prompt")
         generator = step_generator(seed, "sample", step, self.device)
-        with autocast(self.device):
-            first, first_mask = self.respond(self.policy, prompts, prompt_mask, generator)
-            second, second_mask = self.respond(self.policy, prompts, prompt_mask, generator)
+        with autocast(self.device):  # both samples of every prompt decode as one batch: half the per-token steps
+            samples, sample_mask = self.respond(self.policy, prompts, prompt_mask, generator, copies=2)
+        first, second = samples.chunk(2)
+        first_mask, second_mask = (None, None) if sample_mask is None else sample_mask.chunk(2)
         p_first = torch.from_numpy(np.asarray(self.judge.prob_first(prompts, first, second, prompt_mask=prompt_mask,
                                                                     first_mask=first_mask, second_mask=second_mask),
                                               dtype=np.float64))

@@ -10,13 +10,13 @@ from pathlib import Path
 import torch
 
 from specc.compiler.plan import RUNTIME_VERSION
-from specc.runtime.batch import Sides, both_sides, take, to_device
+from specc.runtime.batch import pair_logps, take, to_device
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast, precision
 from specc.runtime.evaluation import Evaluator
-from specc.runtime.losses import preference_loss, sequence_logp
+from specc.runtime.losses import preference_loss
 from specc.runtime.loop import Learner, apply_update, make_optimizer, run_loop
-from specc.runtime.models import response_logprobs, save_model
+from specc.runtime.models import save_model
 from specc.runtime.samplers import OfflineSampler, OnlineSampler, ReplaySampler
 
 PRECOMPUTE_BATCH = 256  # pairs per reference forward when precomputing (512 sequences)
@@ -49,11 +49,8 @@ def build_align(ctx: JobContext) -> Learner:
 
     def step_fn(step: int) -> dict:
         batch, metrics = sampler(step)
-        sides = both_sides(batch)  # one forward over both sides keeps the two log-prob sums in one graph
-        ref_chosen, ref_rejected = reference_logps(step, sides)
-        with autocast(device):
-            logps = response_logprobs(policy, sides.prompt, sides.response, sides.response_mask, sides.prompt_mask)
-        pol_chosen, pol_rejected = sequence_logp(logps, sides.response_mask, loss_cfg["normalize"]).chunk(2)
+        ref_chosen, ref_rejected = reference_logps(step, batch)
+        pol_chosen, pol_rejected = pair_logps(policy, batch, loss_cfg["normalize"], device)
         loss, h = preference_loss(loss_cfg["name"], loss_cfg["beta"], pol_chosen, pol_rejected, ref_chosen, ref_rejected)
         apply_update(policy, optimizer, scheduler, loss, train["grad_clip"])
         return {**metrics, "train/loss": loss.item(), "train/margin_mean": h.mean().item(),
@@ -96,31 +93,23 @@ class ReferenceLogps:
             if self.table is not None:
                 self.table = tuple(t.to(device) for t in self.table)
 
-    def __call__(self, step: int, sides: Sides):
+    def __call__(self, step: int, batch: dict):
         if self.table is not None:
             rows = self.rows(step)
-            half = len(rows)
             # a guard, not a lookup key: if the sampler ever drew differently, compute instead
-            if (torch.equal(self.pairs["prompt"][rows].to(self.device), sides.prompt[:half])
-                    and torch.equal(self.pairs["chosen"][rows].to(self.device), sides.response[:half])
-                    and torch.equal(self.pairs["rejected"][rows].to(self.device), sides.response[half:])):
+            if all(torch.equal(self.pairs[name][rows].to(self.device), batch[name])
+                   for name in ("prompt", "chosen", "rejected")):
                 rows = rows.to(self.device)
                 return self.table[0][rows], self.table[1][rows]
         with torch.no_grad():
-            return self._sequence_logps(sides).chunk(2)
-
-    def _sequence_logps(self, sides: Sides) -> torch.Tensor:
-        with autocast(self.device):
-            logps = response_logprobs(self.reference, sides.prompt, sides.response, sides.response_mask,
-                                      sides.prompt_mask)
-        return sequence_logp(logps, sides.response_mask, self.normalize)
+            return pair_logps(self.reference, batch, self.normalize, self.device)
 
     @torch.no_grad()
     def _precompute(self, pairs) -> tuple[torch.Tensor, torch.Tensor]:
         chosen, rejected = [], []
         for i in range(0, len(pairs["prompt"]), PRECOMPUTE_BATCH):
             rows = to_device(take(pairs, slice(i, i + PRECOMPUTE_BATCH)), self.device)
-            c, r = self._sequence_logps(both_sides(rows)).chunk(2)
+            c, r = pair_logps(self.reference, rows, self.normalize, self.device)
             chosen.append(c.cpu())
             rejected.append(r.cpu())
         return torch.cat(chosen), torch.cat(rejected)
