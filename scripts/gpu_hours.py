@@ -1,7 +1,7 @@
 """Usage: python scripts/gpu_hours.py (from the repository root).
 
 GPU-hours implied by the full profiles: FLOPs per job from its resolved config, / (peak x MFU)."""
-import math, sys
+import sys
 from collections import defaultdict
 from specc.compiler.plan import compile_spec
 

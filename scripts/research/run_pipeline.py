@@ -76,10 +76,8 @@ def main():
     for seed in seeds:
         seeded = overrides + [f"stages.task.task.seed={seed}"]
         plan = compile_spec(spec, overrides=seeded)
-        for job in plan.jobs:  # every learner's seed follows the task seed
-            pass
         t0 = time.time()
-        result = run_local(plan, workspace, kind="local", max_parallel=2)
+        run_local(plan, workspace, kind="local", max_parallel=2)
         wall = time.time() - t0
         rows = summarise(plan, workspace)
         print(f"== {tag} seed {seed}: wall {wall:.0f}s  overrides {overrides}")

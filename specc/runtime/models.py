@@ -8,12 +8,13 @@ responses (see runtime.data.tokenize).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from specc.runtime import gpt2
 
 # Without gradients, large batches run in chunks of rows, whose activations stay close to a
 # core's cache: a 512-row forward of the S model is ~1.8x faster in chunks of 64 on a 2-core
@@ -90,7 +91,7 @@ def response_logits(model, prompts: torch.Tensor, responses: torch.Tensor,
     if prompt_mask is not None:
         attention = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
         logits = model(input_ids=tokens, attention_mask=attention, position_ids=positions(attention)).logits
-    elif _plain_gpt2(model):
+    elif gpt2.is_plain_lm(model):
         logits = _gpt2_logits(model, tokens)
     else:
         logits = model(input_ids=tokens).logits
@@ -114,11 +115,11 @@ def _shared_prompt_logits(model, prompts, responses, prompt_mask):
     copies = len(responses) // len(prompts)
     if not torch.is_grad_enabled() and len(responses) > ROWS_PER_FORWARD:
         return _in_prompt_chunks(_shared_prompt_logits, model, prompts, responses, prompt_mask)
-    if prompt_mask is None and _plain_gpt2(model):
-        hidden, cache = _gpt2_forward(model.transformer, prompts)
+    if prompt_mask is None and gpt2.is_plain_lm(model):
+        hidden, cache = gpt2.forward(model.transformer, prompts)
         last = hidden[:, -1:].repeat(copies, 1, 1)  # predicts each response's first token
         if responses.shape[1] > 1:
-            rest, _ = _gpt2_forward(model.transformer, responses[:, :-1], _repeat_cache(cache, len(prompts), copies))
+            rest, _ = gpt2.forward(model.transformer, responses[:, :-1], _repeat_cache(cache, len(prompts), copies))
             last = torch.cat([last, rest], dim=1)
         return F.linear(last, model.lm_head.weight)
     return _shared_prompt_logits_hf(model, prompts, responses, prompt_mask, copies)
@@ -128,12 +129,12 @@ def shared_prompt_hidden(body, prompts: torch.Tensor, responses: torch.Tensor) -
     """Final hidden states [kB, R, d] at the response positions of `prompts` [B, P] followed by
     each of their k responses [kB, R], the prompts computed once; None where the body is not
     one specc runs itself (a plain GPT-2)."""
-    if not _plain_body(body):
+    if not gpt2.is_plain_body(body):
         return None
     if not torch.is_grad_enabled() and len(responses) > ROWS_PER_FORWARD:
         return _in_prompt_chunks(lambda b, p, r, _: shared_prompt_hidden(b, p, r), body, prompts, responses, None)
-    _, cache = _gpt2_forward(body, prompts)
-    return _gpt2_forward(body, responses, _repeat_cache(cache, len(prompts), len(responses) // len(prompts)))[0]
+    _, cache = gpt2.forward(body, prompts)
+    return gpt2.forward(body, responses, _repeat_cache(cache, len(prompts), len(responses) // len(prompts)))[0]
 
 
 def _in_prompt_chunks(fn, model, prompts, responses, prompt_mask):
@@ -192,6 +193,8 @@ def sample(model, prompts: torch.Tensor, length: int, generator: torch.Generator
     second ones, .... `keep="logits"` also returns the logits each token was drawn from
     (before the temperature) [rows, length, V]; `keep="logprobs"` the policy's log-prob of
     each drawn token [rows, length]: what a forward over the samples would give, for free."""
+    if keep not in (None, "logits", "logprobs"):
+        raise ValueError(f"keep={keep!r}: expected 'logits' or 'logprobs'")
     with torch.inference_mode():  # no autograd bookkeeping at all, per token
         if prompt_mask is None:
             tokens, kept = _sample(model, prompts, length, generator, temperature, copies, keep)
@@ -208,8 +211,6 @@ def _keep(kept: list, keep: str | None, logits: torch.Tensor, drawn: torch.Tenso
         kept.append(logits)
     elif keep == "logprobs":
         kept.append(token_logprobs(logits[:, None], drawn))
-    elif keep is not None:
-        raise ValueError(f"keep={keep!r}: expected 'logits' or 'logprobs'")
 
 
 def end_at_eos(responses: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,7 +222,7 @@ def end_at_eos(responses: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch
 
 
 def _sample(model, prompts, length, generator, temperature, copies, keep):
-    body = _Body.of(model.transformer) if _plain_gpt2(model) else None
+    body = gpt2.Body.of(model.transformer) if gpt2.is_plain_lm(model) else None
     logits, past = _next_logits(model, prompts, None, body)  # the prompts, once each
     if copies > 1:
         logits, past = logits.repeat(copies, 1), _repeat_cache(past, len(prompts), copies)
@@ -284,134 +285,27 @@ def _split_cache(past: list, rows: int) -> list:
             for i in range(0, len(past[0][0]), rows)]
 
 
-def _next_logits(model, tokens: torch.Tensor, past, body: "_Body | None" = None):
+def _next_logits(model, tokens: torch.Tensor, past, body: "gpt2.Body | None" = None):
     """Logits at the last position [B, V] and the KV cache, continuing `past` (None: from
     scratch). `body`: the plain GPT-2's tensors, read once per sampling run."""
     if body is not None:
-        hidden, past = _gpt2_forward(body, tokens, past)
+        hidden, past = gpt2.forward(body, tokens, past)
         return F.linear(hidden[:, -1], model.lm_head.weight), past
     out = model(input_ids=tokens, past_key_values=past, use_cache=True)
     return out.logits[:, -1], out.past_key_values
 
 
-# -- GPT-2 without the transformers call stack ------------------------------------------
-#
-# A tiny model spends much of a forward in `GPT2LMHeadModel.__call__`'s Python (output
-# classes, cache objects, mask construction) rather than in arithmetic: sampling 16 tokens
-# for 32 prompts takes ~20 ms through transformers and ~11 ms here. These functions issue
-# the same float operations in the same order on the same tensors, so logits, gradients
-# and samples are bit-identical to the transformers path (benchmarks/bench_train.py checks
-# it before timing); what they do not cover (hub models, dropout while training, other
-# attention kernels) takes that path instead.
-
-
 def last_hidden(body, tokens: torch.Tensor) -> torch.Tensor:
     """A base model's final hidden states [B, T, d] of unpadded sequences (the judges' backbone)."""
-    if not _plain_body(body):
+    if not gpt2.is_plain_body(body):
         return body(input_ids=tokens).last_hidden_state
     if not torch.is_grad_enabled() and len(tokens) > ROWS_PER_FORWARD:
         return torch.cat([last_hidden(body, rows) for rows in tokens.split(ROWS_PER_FORWARD)])
-    return _gpt2_forward(body, tokens)[0]
+    return gpt2.forward(body, tokens)[0]
 
 
 def _gpt2_logits(model, tokens: torch.Tensor) -> torch.Tensor:
     if not torch.is_grad_enabled() and len(tokens) > ROWS_PER_FORWARD:
         return torch.cat([_gpt2_logits(model, rows) for rows in tokens.split(ROWS_PER_FORWARD)])
-    hidden, _ = _gpt2_forward(model.transformer, tokens)
+    hidden, _ = gpt2.forward(model.transformer, tokens)
     return F.linear(hidden, model.lm_head.weight)
-
-
-def _plain_gpt2(model) -> bool:
-    return type(model) is GPT2LMHeadModel and _plain_body(model.transformer)
-
-
-def _plain_body(body) -> bool:
-    config = body.config
-    dropout = body.training and (config.resid_pdrop or config.embd_pdrop or config.attn_pdrop)
-    return (type(body) is GPT2Model and config._attn_implementation == "sdpa" and not config.add_cross_attention
-            and not dropout and not body.gradient_checkpointing)
-
-
-class _Norm(NamedTuple):
-    shape: tuple
-    weight: torch.Tensor
-    bias: torch.Tensor
-    eps: float
-
-
-class _Linear(NamedTuple):  # transformers' Conv1D: a linear layer with transposed weights
-    bias: torch.Tensor
-    weight: torch.Tensor
-    out: int
-
-
-class _Block(NamedTuple):
-    ln_1: _Norm
-    c_attn: _Linear
-    heads: int
-    head_dim: int
-    scale: float
-    attn_proj: _Linear
-    ln_2: _Norm
-    c_fc: _Linear
-    act: object
-    mlp_proj: _Linear
-
-
-class _Body(NamedTuple):
-    """A GPT2Model's tensors, read off its modules once: a decoding step then spends no time in
-    `nn.Module.__getattr__` (~15% of a tiny model's step). The tensors are the parameters
-    themselves, so an optimiser step or a loaded state dict shows through."""
-
-    wte: torch.Tensor
-    wpe: torch.Tensor
-    blocks: list
-    ln_f: _Norm
-
-    @classmethod
-    def of(cls, body: GPT2Model) -> "_Body":
-        norm = lambda n: _Norm(n.normalized_shape, n.weight, n.bias, n.eps)  # noqa: E731
-        linear = lambda c: _Linear(c.bias, c.weight, c.nf)  # noqa: E731
-        blocks = [_Block(norm(b.ln_1), linear(b.attn.c_attn), b.attn.num_heads, b.attn.head_dim, b.attn.scaling,
-                         linear(b.attn.c_proj), norm(b.ln_2), linear(b.mlp.c_fc), b.mlp.act, linear(b.mlp.c_proj))
-                  for b in body.h]
-        return cls(body.wte.weight, body.wpe.weight, blocks, norm(body.ln_f))
-
-
-def _gpt2_forward(body, tokens: torch.Tensor, past: list | None = None):
-    """Final hidden states [B, T, d] and each layer's (keys, values), continuing `past` (None:
-    from the first position). `body`: a GPT2Model or its `_Body`."""
-    body = body if isinstance(body, _Body) else _Body.of(body)
-    start = 0 if past is None else past[0][0].shape[2]
-    hidden = F.embedding(tokens, body.wte) + body.wpe[start:start + tokens.shape[1]]
-    cache = []
-    for i, block in enumerate(body.blocks):
-        hidden, keys_values = _gpt2_block(block, hidden, None if past is None else past[i])
-        cache.append(keys_values)
-    return _layer_norm(body.ln_f, hidden), cache
-
-
-def _gpt2_block(block: _Block, hidden: torch.Tensor, past: tuple | None):
-    batch, length, width = hidden.shape
-    qkv = _conv1d(block.c_attn, _layer_norm(block.ln_1, hidden))  # [B, T, 3 * heads * head_dim]
-    query, key, value = qkv.view(batch, length, 3, block.heads, block.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-    causal = None
-    if past is None:  # transformers' cache concatenates: sdpa sees contiguous keys and values either way
-        key, value = key.contiguous(), value.contiguous()
-    else:
-        key, value = torch.cat([past[0], key], dim=-2), torch.cat([past[1], value], dim=-2)
-        if length > 1:  # several new positions after a cache: each sees the cache and the new ones up to itself
-            causal = torch.ones(length, key.shape[-2], dtype=torch.bool, device=key.device).tril(key.shape[-2] - length)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=causal, is_causal=past is None and length > 1,
-                                         scale=block.scale)
-    hidden = _conv1d(block.attn_proj, out.transpose(1, 2).reshape(batch, length, width)) + hidden
-    return hidden + _conv1d(block.mlp_proj, block.act(_conv1d(block.c_fc, _layer_norm(block.ln_2, hidden)))), (key, value)
-
-
-def _layer_norm(norm: _Norm, x: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(x, norm.shape, norm.weight, norm.bias, norm.eps)
-
-
-def _conv1d(layer: _Linear, x: torch.Tensor) -> torch.Tensor:
-    """transformers' Conv1D, as it computes it."""
-    return torch.addmm(layer.bias, x.reshape(-1, x.shape[-1]), layer.weight).view(*x.shape[:-1], layer.out)

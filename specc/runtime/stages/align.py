@@ -12,7 +12,7 @@ import torch
 from specc.compiler.plan import RUNTIME_VERSION
 from specc.runtime.batch import pair_logps, take, to_device
 from specc.runtime.context import JobContext
-from specc.runtime.device import autocast, precision
+from specc.runtime.device import precision
 from specc.runtime.evaluation import Evaluator
 from specc.runtime.losses import preference_loss
 from specc.runtime.loop import Learner, apply_update, make_optimizer, run_loop
