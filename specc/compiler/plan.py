@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from specc.compiler.graph import Reference, get_path, stage_references, topological_order
+from specc.compiler.inputs import input_digests
 from specc.compiler.load import declared_stages, load_source, validate_partially
 from specc.compiler.points import stage_points
 from specc.compiler.schema import ExecutorSettings, Spec
@@ -138,28 +139,13 @@ def _expand_stage(spec, name, stage_refs: list[Reference], points, instances, bu
         wave = 1 + max((inst.job.wave for inst in combo), default=-1)
         for config, swept in points:
             job_context = {**context, **swept}
-            inputs = _input_digests(name, config, source)
+            inputs = input_digests(name, config, source)
             job = Job(job_hash(kind, config, upstream, steps, inputs), name, kind, config, upstream, steps,
                       job_context, wave)
             out.append(_Instance(job, job_context))
         if len(out) > budget:
             break
     return out
-
-
-def _input_digests(name: str, config: dict, source: Source | None) -> dict:
-    """sha256 of the file a `files` dataset reads (relative to the current directory, as at run time)."""
-    if config.get("kind") != "dataset" or config.get("source") != "files":
-        return {}
-    path = Path(config["path"]).expanduser()
-    try:
-        with open(path, "rb") as fh:
-            return {"path_sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
-    except OSError as err:
-        where = ("stages", name, "path")
-        location = source.locate(where) if source else Location("<spec>", 0, 0)
-        raise SpecErrors([SpecError(location, ".".join(where), f"cannot read {config['path']!r} ({err.strerror}); "
-                                    f"a relative path is read from the directory specc runs in")]) from None
 
 
 def _check_saved_steps(name: str, stage_refs: list[Reference], chosen: dict, source: Source | None) -> None:
@@ -193,7 +179,8 @@ def job_hash(kind: str, config: dict, upstream: dict, steps: dict, inputs: dict 
 
     Reference fields hold stage names; names are replaced by upstream job ids
     (via `upstream`), so renaming a stage does not change the work. `inputs` holds the
-    digests of files the job reads (a `files` dataset): an edited file is a new job."""
+    digests of local files and folders the job reads (compiler.inputs): edited content is a
+    new job."""
     hashed = {k: v for k, v in config.items() if k not in NOT_HASHED}
     for role in upstream:
         hashed = _drop_path(hashed, role)
