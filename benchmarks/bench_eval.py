@@ -34,17 +34,6 @@ PARTS = {"sample": "sampling (KL 256 + win 512 responses, keeping the policy's l
          "judges": "judges (golden oracle; online: also the proxy reward model)"}
 
 
-class TimedResponder:
-    """The evaluator's sampler, timed: plain calls and `keeping` calls alike."""
-
-    def __init__(self, respond, timed):
-        self.respond = respond
-        self.__call__ = timed(respond.__call__, "sample")
-        self.keeping = timed(respond.keeping, "sample")
-
-    def __call__(self, *args, **kwargs):
-        return self.__dict__["__call__"](*args, **kwargs)
-
 
 def instrument(evaluator) -> dict[str, float]:
     """Time the evaluation's parts by wrapping the evaluator's methods (this instance only)."""
@@ -60,8 +49,7 @@ def instrument(evaluator) -> dict[str, float]:
         return wrapper
 
     # the evaluator's own helpers: sampling, KL logits, classification log-probs
-    evaluator.respond = TimedResponder(evaluator.respond, timed)
-    for method, part in (("_logits", "response_logits"), ("_logps", "response_logprobs"),
+    for method, part in (("_sample", "sample"), ("_logits", "response_logits"), ("_logps", "response_logprobs"),
                          ("_pair_logps", "response_logprobs")):
         setattr(evaluator, method, timed(getattr(evaluator, method), part))
     for judge in {id(j): j for j in (evaluator.judge, evaluator.proxy) if j is not None}.values():

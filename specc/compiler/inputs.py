@@ -33,7 +33,7 @@ def input_digests(name: str, config: dict, source) -> dict:
             digests[field] = _DIGESTS.folder(path)
         elif path.is_file() and must_exist:
             digests[field] = _DIGESTS.file(path)
-        elif must_exist or _looks_like_path(value):
+        elif must_exist or looks_like_path(value):
             where = ("stages", name, *field.split("."))
             location = source.locate(where) if source else Location("<spec>", 0, 0)
             raise SpecErrors([SpecError(location, ".".join(where),
@@ -57,8 +57,8 @@ def _local_inputs(config: dict):
         yield "model.name", model["name"], False
 
 
-def _looks_like_path(name: str) -> bool:
-    """As the runtime reads names: hub ids are `owner/name`; these are meant as paths."""
+def looks_like_path(name: str) -> bool:
+    """Hub ids are `owner/name`; these are meant as paths (the runtime reads names the same way)."""
     return name.startswith(("/", "./", "../", "~"))
 
 

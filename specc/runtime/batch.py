@@ -49,12 +49,17 @@ def order_pairs(prompt, first, second, first_wins, prompt_mask=None, first_mask=
                       pick(first_mask, second_mask), pick(second_mask, first_mask))
 
 
+def both_responses(batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chosen rows then rejected rows, and their masks (None for unpadded data)."""
+    chosen_mask = mask(batch, "chosen")
+    return (torch.cat([batch["chosen"], batch["rejected"]]),
+            None if chosen_mask is None else torch.cat([chosen_mask, mask(batch, "rejected")]))
+
+
 def pair_logps(model, batch: dict, normalize: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequence log-probs of a batch's (chosen, rejected): one forward over both sides, each
     prompt computed once for its two responses."""
-    responses = torch.cat([batch["chosen"], batch["rejected"]])
-    chosen_mask = mask(batch, "chosen")
-    response_mask = None if chosen_mask is None else torch.cat([chosen_mask, mask(batch, "rejected")])
+    responses, response_mask = both_responses(batch)
     with autocast(device):
         logps = shared_prompt_logprobs(model, batch["prompt"], responses, response_mask, mask(batch, "prompt"))
     return sequence_logp(logps, response_mask, normalize).chunk(2)
@@ -71,10 +76,10 @@ class Sides:
 
 
 def both_sides(batch: dict) -> Sides:
-    prompt_mask, chosen_mask = mask(batch, "prompt"), mask(batch, "chosen")
-    return Sides(torch.cat([batch["prompt"], batch["prompt"]]), torch.cat([batch["chosen"], batch["rejected"]]),
-                 None if prompt_mask is None else torch.cat([prompt_mask, prompt_mask]),
-                 None if chosen_mask is None else torch.cat([chosen_mask, mask(batch, "rejected")]))
+    prompt_mask = mask(batch, "prompt")
+    responses, response_mask = both_responses(batch)
+    return Sides(torch.cat([batch["prompt"], batch["prompt"]]), responses,
+                 None if prompt_mask is None else torch.cat([prompt_mask, prompt_mask]), response_mask)
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,14 @@ class Evaluator:
             with torch.no_grad():
                 self.ref_pair_logps = self._pair_logps(reference)
 
-    def _sample(self, model, prompts, purpose: str):
-        """(responses, mask) for (prompts, mask); the same draws at every evaluation."""
+    def _sample(self, model, prompts, purpose: str, keep: str | None = None):
+        """(responses, mask) for (prompts, mask); the same draws at every evaluation. With
+        `keep`, also what sampling kept of the model's distributions (models.sample)."""
+        generator = step_generator(self.seed, purpose, 0, self.device)
         with torch.no_grad(), autocast(self.device):
-            return self.respond(model, *prompts, step_generator(self.seed, purpose, 0, self.device))
+            if keep is None:
+                return self.respond(model, *prompts, generator)
+            return self.respond.keeping(keep, model, *prompts, generator)
 
     def _logits(self, model, prompts, responses):
         with autocast(self.device):
@@ -73,15 +77,12 @@ class Evaluator:
     def __call__(self, step: int) -> dict:
         out = {}
         # the policy's logits come from the sampling pass itself: no second policy forward
-        with autocast(self.device):
-            kl_samples, policy_logits = self.respond.keeping("logits", self.policy, *self.kl_prompts,
-                                                             step_generator(self.seed, "kl", 0, self.device))
+        kl_samples, policy_logits = self._sample(self.policy, self.kl_prompts, "kl", keep="logits")
         kl_logits = (policy_logits, self._logits(self.reference, self.kl_prompts, kl_samples[0]))
         out["eval/kl"] = exact_token_kl(*kl_logits, kl_samples[1]).mean().item()
         if self.judge is not None:
-            with autocast(self.device):  # the policy's log-probs of its samples come with them
-                win_samples, win_logps = self.respond.keeping("logprobs", self.policy, *self.win_prompts,
-                                                              step_generator(self.seed, "win", 0, self.device))
+            # the policy's log-probs of its samples come with them
+            win_samples, win_logps = self._sample(self.policy, self.win_prompts, "win", keep="logprobs")
             p = self._prefer(self.judge, self.win_prompts, win_samples, self.baseline_responses)
             rate, lo, hi = mean_with_interval(win_outcomes(p))
             out.update({"eval/win_rate": rate, "eval/win_rate_lo": lo, "eval/win_rate_hi": hi})

@@ -119,7 +119,7 @@ def _shared_prompt_logits(model, prompts, responses, prompt_mask):
         hidden, cache = gpt2.forward(model.transformer, prompts)
         last = hidden[:, -1:].repeat(copies, 1, 1)  # predicts each response's first token
         if responses.shape[1] > 1:
-            rest, _ = gpt2.forward(model.transformer, responses[:, :-1], _repeat_cache(cache, len(prompts), copies))
+            rest, _ = gpt2.forward(model.transformer, responses[:, :-1], _repeat_cache(cache, copies))
             last = torch.cat([last, rest], dim=1)
         return F.linear(last, model.lm_head.weight)
     return _shared_prompt_logits_hf(model, prompts, responses, prompt_mask, copies)
@@ -134,7 +134,7 @@ def shared_prompt_hidden(body, prompts: torch.Tensor, responses: torch.Tensor) -
     if not torch.is_grad_enabled() and len(responses) > ROWS_PER_FORWARD:
         return _in_prompt_chunks(lambda b, p, r, _: shared_prompt_hidden(b, p, r), body, prompts, responses, None)
     _, cache = gpt2.forward(body, prompts)
-    return gpt2.forward(body, responses, _repeat_cache(cache, len(prompts), len(responses) // len(prompts)))[0]
+    return gpt2.forward(body, responses, _repeat_cache(cache, len(responses) // len(prompts)))[0]
 
 
 def _in_prompt_chunks(fn, model, prompts, responses, prompt_mask):
@@ -158,7 +158,7 @@ def _shared_prompt_logits_hf(model, prompts, responses, prompt_mask, copies):
     first = out.logits[:, -1:].repeat(copies, 1, 1)
     if responses.shape[1] == 1:
         return first
-    past = _repeat_cache(out.past_key_values, len(prompts), copies)
+    past = _repeat_cache(out.past_key_values, copies)
     rest_len = responses.shape[1] - 1
     attention = torch.cat([prompt_mask.repeat(copies, 1), prompt_mask.new_ones(len(responses), rest_len)], dim=1)
     next_position = prompt_mask.sum(-1, keepdim=True).repeat(copies, 1)
@@ -225,7 +225,7 @@ def _sample(model, prompts, length, generator, temperature, copies, keep):
     body = gpt2.Body.of(model.transformer) if gpt2.is_plain_lm(model) else None
     logits, past = _next_logits(model, prompts, None, body)  # the prompts, once each
     if copies > 1:
-        logits, past = logits.repeat(copies, 1), _repeat_cache(past, len(prompts), copies)
+        logits, past = logits.repeat(copies, 1), _repeat_cache(past, copies)
     # large batches decode in chunks of rows (each with its own cache), but every token is
     # drawn for the whole batch at once, so the generator is consumed exactly as unchunked
     rows = ROWS_PER_DECODE if body is not None else len(logits)
@@ -247,7 +247,7 @@ def _sample_padded(model, prompts, prompt_mask, length, generator, temperature, 
     out = model(input_ids=prompts, attention_mask=attention, position_ids=positions(attention), use_cache=True)
     logits, past = out.logits[:, -1], out.past_key_values
     if copies > 1:
-        logits, past, attention = (logits.repeat(copies, 1), _repeat_cache(past, len(prompts), copies),
+        logits, past, attention = (logits.repeat(copies, 1), _repeat_cache(past, copies),
                                    attention.repeat(copies, 1))
     next_position = attention.sum(-1, keepdim=True)
     tokens, kept = [], []
@@ -272,11 +272,12 @@ def _draw(logits: torch.Tensor, temperature: float, generator: torch.Generator) 
     return (cdf < u * cdf[:, -1:]).sum(dim=-1, keepdim=True)
 
 
-def _repeat_cache(past, prompts: int, copies: int):
-    """A KV cache of `prompts` rows for `copies` continuations each (copy-major rows)."""
+def _repeat_cache(past, copies: int):
+    """A KV cache of one row per prompt, for `copies` continuations each (copy-major rows)."""
     if isinstance(past, list):  # specc's own GPT-2 cache: (keys, values) per layer
         return [(keys.repeat(copies, 1, 1, 1), values.repeat(copies, 1, 1, 1)) for keys, values in past]
-    past.reorder_cache(torch.arange(prompts, device=past.layers[0].keys.device).repeat(copies))  # a transformers Cache
+    keys = past.layers[0].keys  # a transformers Cache
+    past.reorder_cache(torch.arange(len(keys), device=keys.device).repeat(copies))
     return past
 
 

@@ -11,6 +11,8 @@ import os
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from specc.compiler.inputs import looks_like_path
+
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -26,17 +28,12 @@ def resolve_dtype(dtype: str) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r} (expected one of {', '.join(DTYPES)})") from None
 
 
-def _looks_like_path(name_or_path: str) -> bool:
-    # Hub ids are "owner/name"; anything absolute, relative-dotted or home-based is meant as a path.
-    return name_or_path.startswith(("/", "./", "../", "~"))
-
-
 def _resolve_source(name_or_path: str, local_files_only: bool | None) -> tuple[str, bool]:
     """Return (what to pass to from_pretrained, local_files_only)."""
     expanded = os.path.expanduser(name_or_path)
     if os.path.isdir(expanded):
         return expanded, True if local_files_only is None else local_files_only
-    if _looks_like_path(name_or_path):
+    if looks_like_path(name_or_path):
         raise ValueError(f"{name_or_path}: no such model directory (expected a folder written by "
                          f"save_pretrained, or a hub id like 'openai-community/gpt2')")
     return name_or_path, bool(local_files_only)

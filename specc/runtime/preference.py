@@ -58,11 +58,14 @@ class PreferenceModel(torch.nn.Module):
 
     def _score(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:
-            hidden = last_hidden(self.backbone, tokens)
-            return self.head(hidden[:, -1].to(self.head.weight.dtype)).squeeze(-1)
+            return self._read(last_hidden(self.backbone, tokens)[:, -1])
         hidden = self.backbone(input_ids=tokens, attention_mask=attention_mask,
                                position_ids=positions(attention_mask)).last_hidden_state
         last = hidden[torch.arange(len(tokens), device=tokens.device), last_real_index(attention_mask)]
+        return self._read(last)
+
+    def _read(self, last: torch.Tensor) -> torch.Tensor:
+        """The score of each row's last (real) hidden state [B, d] -> [B], in the head's precision."""
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
 
     def logit(self, prompts, first, second, prompt_mask=None, first_mask=None, second_mask=None) -> torch.Tensor:
@@ -73,7 +76,7 @@ class PreferenceModel(torch.nn.Module):
         if self.form == "pointwise":  # both rewards from one forward, each prompt computed once where we can
             hidden = None if masks is not None else shared_prompt_hidden(self.backbone, prompts, torch.cat([first, second]))
             if hidden is not None:
-                first_reward, second_reward = self.head(hidden[:, -1].to(self.head.weight.dtype)).squeeze(-1).chunk(2)
+                first_reward, second_reward = self._read(hidden[:, -1]).chunk(2)
                 return first_reward - second_reward
             rewards = self._reward(torch.cat([prompts, prompts]), torch.cat([first, second]),
                                    None if masks is None else (torch.cat([masks[0], masks[0]]), torch.cat(masks[1:])))

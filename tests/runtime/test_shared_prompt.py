@@ -152,3 +152,18 @@ def test_pointwise_judge_computes_each_prompt_once():
     for got, expected in zip(torch.autograd.grad(logit.square().sum(), list(judge.parameters())),
                              torch.autograd.grad(alone.square().sum(), list(judge.parameters()))):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_token_draws_follow_the_distribution_and_never_pick_an_impossible_token():
+    """Tokens are drawn by inverting the CDF: frequencies match softmax(logits / temperature),
+    and a token of probability 0 is never drawn (not even by a uniform of exactly 0)."""
+    from specc.runtime.models import _draw
+    logits = torch.tensor([[0.0, float("-inf"), 1.0, 2.0, float("-inf")]]).repeat(20000, 1)
+    for temperature in (1.0, 0.5):
+        drawn = _draw(logits, temperature, torch.Generator().manual_seed(0)).squeeze(1)
+        frequencies = torch.bincount(drawn, minlength=5).double() / len(drawn)
+        expected = torch.softmax(logits[0].double() / temperature, dim=-1)
+        assert frequencies[1] == 0 and frequencies[4] == 0
+        torch.testing.assert_close(frequencies, expected, atol=0.015, rtol=0)
+    first_impossible = torch.tensor([[float("-inf"), 0.0]]).repeat(10000, 1)
+    assert (_draw(first_impossible, 1.0, torch.Generator().manual_seed(1)) == 1).all()
