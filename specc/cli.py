@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from specc.errors import SpecErrors, UserError
 
@@ -38,7 +40,22 @@ def _compile(spec: Path, overrides, sets, profile, max_jobs=None):
 
 
 def _workspace(plan, workspace: Path | None) -> Path:
-    return Path(workspace) if workspace else Path(plan.spec.workspace)
+    ws = Path(workspace) if workspace else Path(plan.spec.workspace)
+    existing = next((p for p in (ws, *ws.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise UserError(f"workspace {ws}: {existing} is not a directory")
+    return ws
+
+
+def _output_file(path: Path | None) -> Path | None:
+    """An --output FILE the command can write, checked before any work is done."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise UserError(f"--output {path}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"--output {path}: the folder {path.parent} does not exist")
+    return path
 
 
 @app.command()
@@ -127,7 +144,7 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
     console.print(f"{len(result.done)} ran, {len(result.cached)} cached, {len(result.failed)} failed, "
                   f"{len(result.blocked)} blocked in {elapsed:.1f}s; results in {ws / 'specc.duckdb'}")
     for job_id, message in result.failed.items():
-        err_console.print(f"[red]failed[/red] {job_id}: {message}", markup=False)
+        err_console.print(Text.assemble(("failed", "red"), f" {job_id}: {message}"))
     if report:
         out = _write_report(ws, compiled, None)
         console.print(f"report: {out}")
@@ -186,8 +203,6 @@ def status(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, prof
 @app.command()
 def ingest(workspace: Annotated[Path, typer.Argument(help="workspace dir")] = Path("runs")):
     """Ingest finished and in-progress job dirs into the workspace's DuckDB file (only what changed)."""
-    from rich.text import Text
-
     from specc.store.db import ingest as ingest_store
 
     if not (workspace / "jobs").is_dir():
@@ -223,6 +238,9 @@ def query(sql: Annotated[Optional[str], typer.Argument(help="SQL that reads (SEL
         raise UserError(f"--format {fmt}: expected one of {', '.join(export.FORMATS)}")
     if fmt == "parquet" and output is None:
         raise UserError("--format parquet writes a file: add --output FILE")
+    if not workspace.is_dir() and workspace.exists():
+        raise UserError(f"--workspace {workspace}: not a directory")
+    output = _output_file(output)
     try:
         if fmt == "parquet":
             result = query_arrow(workspace, sql)
@@ -236,10 +254,12 @@ def query(sql: Annotated[Optional[str], typer.Argument(help="SQL that reads (SEL
             message = "the store is opened read-only: queries cannot change it (" + message + ")"
         raise UserError(message) from None
     if fmt == "parquet":
-        export.write_parquet(result, output)
+        with _writing(output):
+            export.write_parquet(result, output)
         err_console.print(f"wrote {result.num_rows} rows to {output}")
         return
-    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    with _writing(output):
+        out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "json":
             export.write_json(columns, rows, out)
@@ -267,6 +287,7 @@ def report(spec: SpecArg, output: Annotated[Optional[Path], typer.Option("--outp
 
     compiled = _compile(spec, overrides, set_, profile)
     ws = _workspace(compiled, workspace)
+    output = _output_file(output)
     if not (ws / "jobs").exists():
         raise UserError(f"nothing to report: no jobs in {ws} (run the spec first: specc run {spec})")
     ingest_store(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
@@ -278,7 +299,18 @@ def _write_report(ws: Path, compiled, output: Path | None) -> Path:
     from specc.reports.render import render_report
 
     name, settings = compiled.spec.name, compiled.spec.report
-    return render_report(ws, name, output or ws / "reports" / f"{name}.html", settings.figures, custom=settings.custom)
+    out = output or ws / "reports" / f"{name}.html"
+    with _writing(out):
+        return render_report(ws, name, out, settings.figures, custom=settings.custom)
+
+
+@contextmanager
+def _writing(path: Path | None):
+    """An OS error while writing `path` (a read-only or special folder) becomes a user error naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -287,8 +319,9 @@ def schema(output: Annotated[Optional[Path], typer.Option("--output", "-o")] = N
     from specc.compiler.schema import Spec
 
     text = json.dumps(Spec.model_json_schema(), indent=1)
-    if output:
-        output.write_text(text + "\n")
+    if _output_file(output):
+        with _writing(output):
+            output.write_text(text + "\n")
     else:
         print(text)
 
@@ -308,6 +341,10 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a path the user named cannot be used (a special or read-only folder)
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"error: {where}{exc.strerror or exc}", markup=False)
+        sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)

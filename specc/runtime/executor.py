@@ -169,13 +169,12 @@ def _outcome(handle, jd: JobDir) -> str | None:
         return None
     status = jd.status()
     error = status.get("error") or "the job ended without completing (killed?)"
-    logs = [str(jd.log_path)]
     paths = getattr(handle, "paths", None)
-    if paths is not None:
-        logs.append(str(paths.stderr))
+    # only logs that exist: a job killed before it wrote anything has no log.txt
+    logs = [str(p) for p in (jd.log_path, paths and paths.stderr) if p and Path(p).exists()]
     if status.get("state") != "failed":
         jd.mark_failed(error)
-    return f"{error} (logs: {', '.join(logs)})"
+    return f"{error} (logs: {', '.join(logs)})" if logs else error
 
 
 def _wall(jd: JobDir) -> str:

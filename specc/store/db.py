@@ -35,6 +35,11 @@ _JOBS_SCHEMA = pa.schema([
 assert tuple(_JOBS_SCHEMA.names) == JOB_COLUMNS
 
 
+# Readers never fetch or load DuckDB extensions (`read_parquet('https://...')` would install
+# httpfs into ~/.duckdb): a query reads the store and local files, nothing else.
+READER_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
 def db_path(workspace: Path) -> Path:
     return Path(workspace) / DB_NAME
 
@@ -51,7 +56,7 @@ def connect(workspace: Path, *, read_only: bool = False, wait_s: float = 120.0):
     delay, deadline = 0.02, time.monotonic() + wait_s
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=READER_CONFIG if read_only else {})
             break
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:

@@ -1,0 +1,66 @@
+"""The CLI under misuse: bad output paths and workspaces, queries that would reach out, a failure summary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from specc.store.db import ingest
+from tests.store.jobs import finished_job
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "specs" / "quickstart.yaml"
+
+
+def specc(*args, cwd, env=None):
+    return subprocess.run([sys.executable, "-c", "from specc.cli import main; main()", *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("misuse") / "runs"
+    finished_job(workspace, "a" * 16, {"train-00000000-00000002": [(1, "train/loss", 0.5), (2, "train/loss", 0.25)]})
+    ingest(workspace, warn=pytest.fail)
+    return workspace
+
+
+@pytest.mark.parametrize("args, message", [
+    (["query", "select 1", "-o", "/nonexistent/dir/x.csv"], "--output /nonexistent/dir/x.csv: the folder /nonexistent/dir does not exist"),
+    (["query", "select 1", "-f", "parquet", "-o", "/nonexistent/dir/x.parquet"], "the folder /nonexistent/dir does not exist"),
+    (["query", "select 1", "-o", "/proc/x.csv"], "cannot write /proc/x.csv"),
+    (["query", "select 1", "-o", "."], "is a directory"),
+    (["report", QUICKSTART, "-o", "/nonexistent/dir/r.html"], "the folder /nonexistent/dir does not exist"),
+    (["report", QUICKSTART, "-w", "/dev/null"], "/dev/null is not a directory"),
+    (["run", QUICKSTART, "-w", "/dev/null"], "/dev/null is not a directory"),
+    (["status", QUICKSTART, "-w", "/dev/null/runs"], "/dev/null is not a directory"),
+    (["schema", "-o", "/nonexistent/dir/schema.json"], "the folder /nonexistent/dir does not exist"),
+])
+def test_bad_paths_are_user_errors_without_a_traceback(workspace, args, message):
+    if args[0] == "query" or (args[0] == "report" and "-w" not in args):
+        args = [*args, "-w", workspace]
+    proc = specc(*args, cwd=workspace.parent)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr
+    assert not Path("/nonexistent").exists()  # nothing made on the way
+
+
+def test_query_never_installs_or_loads_extensions(workspace, tmp_path):
+    import os
+
+    env = {**os.environ, "HOME": str(tmp_path)}
+    proc = specc("query", "select * from read_parquet('https://example.invalid/x.parquet')", "-w", workspace,
+                 cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "httpfs" in proc.stderr
+    assert not (tmp_path / ".duckdb").exists()  # no extension was downloaded or even looked for
+
+
+def test_query_returns_timestamps_with_time_zone(workspace):
+    proc = specc("query", "select timestamptz '2024-05-01 12:00:00+00' as t, now() is not null as ok",
+                 "-f", "csv", "-w", workspace, cwd=workspace.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].startswith("2024-05-01 12:00:00") and proc.stdout.strip().endswith("True")
