@@ -61,8 +61,14 @@ def _output_file(path: Path | None) -> Path | None:
 @app.command()
 def validate(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
              max_jobs: MaxJobsOpt = None):
-    """Check a spec; print every error with file:line:column."""
+    """Check a spec and every profile it has; print every error with file:line:column."""
+    from specc.compiler.plan import profile_errors
+
     plan = _compile(spec, overrides, set_, profile, max_jobs)
+    if profile is None:
+        errors = profile_errors(plan, overrides=[*(set_ or []), *(overrides or [])], max_jobs=max_jobs)
+        if errors:
+            raise SpecErrors(errors)
     console.print(f"[green]ok[/green] {spec}: {len(plan.spec.stages)} stages, {len(plan.jobs)} jobs")
 
 

@@ -81,6 +81,18 @@ def compile_spec(path: str | Path, *, profile: str | None = None, overrides: lis
     return plan
 
 
+def profile_errors(plan: Plan, *, overrides: list[str] = (), max_jobs: int | None = None) -> list[SpecError]:
+    """The errors each of the spec's profiles adds, so a typo in a profile is found before
+    anyone selects it; each message names its profile."""
+    errors: list[SpecError] = []
+    for name in plan.spec.profiles:
+        try:
+            compile_spec(plan.spec_path, profile=name, overrides=overrides, max_jobs=max_jobs)
+        except SpecErrors as exc:
+            errors += [SpecError(e.location, e.field, f"with --profile {name}: {e.message}") for e in exc.errors]
+    return errors
+
+
 def expand(spec: Spec, source: Source, *, max_jobs: int | None = None) -> Plan:
     return _expand(spec, dict(spec.stages), spec.stages, source, max_jobs, [])
 

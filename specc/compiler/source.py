@@ -24,6 +24,9 @@ PathKey = tuple  # ("stages", "offline", "train", "lr")
 CORE_TAG = "tag:yaml.org,2002:"
 PLAIN_TAGS = {CORE_TAG + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "merge")}
 MAX_DEPTH = 64  # no spec nests this deep; deeper input is an accident (or an attack on the parser)
+# Values an alias (`*name`) may copy in, all aliases of a file together. Aliases nested in
+# anchors multiply (a 12-line "billion laughs" file is 9^10 values), so expansion is bounded.
+MAX_ALIASED_VALUES = 10_000
 
 
 @dataclass
@@ -63,10 +66,7 @@ def parse_yaml(text: str, file: str) -> Source:
     try:
         raw = yaml.load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
-        problem = (exc.problem or exc.context or "invalid YAML").strip()
-        raise SpecErrors([SpecError(loc, "", f"invalid YAML: {problem}")]) from None
+        raise SpecErrors([_yaml_error(exc, file)]) from None
     except ReaderError as exc:  # a control character: position is an offset into the text
         loc = _location_after(file, text[: exc.position])
         raise SpecErrors([SpecError(loc, "", f"invalid YAML: character {exc.character!r} is not allowed")]) from None
@@ -76,10 +76,27 @@ def parse_yaml(text: str, file: str) -> Source:
         raise SpecErrors([SpecError(Location(file, 1, 1), "", "invalid YAML: nested too deeply")]) from None
     locations: dict[PathKey, Location] = {(): Location(file, 1, 1)}
     errors: list[SpecError] = []
-    data = _to_plain(raw, (), file, locations, errors)
+    try:
+        data = _to_plain(raw, (), file, locations, errors, _Aliases())
+    except _TooManyAliased as exc:
+        raise SpecErrors([exc.error]) from None
     if errors:
         raise SpecErrors(errors)
     return Source(data, locations)
+
+
+def _yaml_error(exc: MarkedYAMLError, file: str) -> SpecError:
+    """Located where the broken construct starts (`[1, 2` never closed), naming where it broke."""
+    problem = (exc.problem or "").strip()
+    context = (exc.context or "").strip()
+    start, found = exc.context_mark, exc.problem_mark
+    mark = start or found
+    loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+    if start and found and (start.line, start.column) != (found.line, found.column):
+        where = f"line {found.line + 1}, column {found.column + 1}"
+        return SpecError(loc, "", f"invalid YAML: {context}: {problem} (at {where})" if context else
+                         f"invalid YAML: {problem} (at {where})")
+    return SpecError(loc, "", f"invalid YAML: {problem or context or 'cannot parse'}")
 
 
 def load_file(path: str | Path) -> Source:
@@ -98,9 +115,34 @@ def load_file(path: str | Path) -> Source:
     return parse_yaml(text, str(path))
 
 
-def _to_plain(node, path, file, locations, errors):
+class _Aliases:
+    """Containers already converted (a second visit is an alias) and the values aliases copied."""
+
+    def __init__(self):
+        self.seen: set[int] = set()
+        self.copied = 0
+
+
+class _TooManyAliased(Exception):
+    def __init__(self, error: SpecError):
+        self.error = error
+
+
+def _to_plain(node, path, file, locations, errors, aliases, aliased=None):
+    """`aliased`: the path of the outermost alias this node is copied in by, if any."""
     loc = locations.get(path, Location(file, 1, 1))
     field = _dotted(path)
+    if isinstance(node, (CommentedMap, CommentedSeq)):
+        if aliased is None and id(node) in aliases.seen:
+            aliased = path
+        aliases.seen.add(id(node))
+    if aliased is not None:
+        aliases.copied += 1
+        if aliases.copied > MAX_ALIASED_VALUES:
+            written = locations.get(aliased[:-1], loc)  # the mapping or list the alias is written in
+            raise _TooManyAliased(SpecError(written, _dotted(aliased),
+                                            f"YAML aliases expand to more than {MAX_ALIASED_VALUES:,} values: "
+                                            "write the values out, or nest fewer aliases"))
     tag = getattr(getattr(node, "tag", None), "value", None)
     if tag is not None and tag not in PLAIN_TAGS:
         shown = "!!" + tag.removeprefix(CORE_TAG) if tag.startswith(CORE_TAG) else tag
@@ -117,13 +159,13 @@ def _to_plain(node, path, file, locations, errors):
                 errors.append(SpecError(key_loc, field, f"keys must be strings, got {key!r}"))
                 continue
             locations[path + (key,)] = key_loc
-            out[key] = _to_plain(value, path + (key,), file, locations, errors)
+            out[key] = _to_plain(value, path + (key,), file, locations, errors, aliases, aliased)
         return out
     if isinstance(node, CommentedSeq):
         out = []
         for i, value in enumerate(node):
             locations[path + (i,)] = _item_location(node, i, file) or loc
-            out.append(_to_plain(value, path + (i,), file, locations, errors))
+            out.append(_to_plain(value, path + (i,), file, locations, errors, aliases, aliased))
         return out
     if isinstance(node, TaggedScalar):  # `!!str 5`: the only tagged scalar left after the check above
         return str(node.value)
