@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from specc.runtime.divergence import check_parameters, check_step_metrics
 from specc.runtime.jobdir import JobDir
 
 
@@ -85,11 +86,13 @@ def run_loop(job: JobDir, learner: Learner, stop_after: int | None = None) -> in
         if learner.eval_fn and step % train["eval_every"] == 0:
             job.write_metrics(f"eval-{step:08d}", _rows(step, learner.eval_fn(step)))
         metrics = learner.step_fn(step)
+        check_step_metrics(step + 1, metrics)
         pending += _rows(step + 1, metrics)
         done = step + 1
         if learner.save_fn and done in train["save_at"] and done != train["steps"]:
             learner.save_fn(done)
         if done % train["checkpoint_every"] == 0 or done == train["steps"]:
+            check_parameters(done, learner.model)
             if learner.flush_fn:
                 learner.flush_fn(done)
             job.write_metrics(f"train-{last_flush:08d}-{done:08d}", pending)
