@@ -94,6 +94,7 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
     parallel = _parallelism(plan, kind, max_parallel)
     ended = set(result.cached)
     running: dict[str, tuple[Job, object]] = {}
+    waiting: set[str] = set()  # run by another process now (its lock is held)
     while pending or running:
         for job in list(pending):
             if any(up in result.failed or up in result.blocked for up in job.upstream.values()):
@@ -101,6 +102,7 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
                 result.blocked.append(job.id)
                 on_event("blocked", job)
         ready = [j for j in pending if all(up in ended for up in j.upstream.values())]
+        ready = [j for j in ready if not _owned_elsewhere(workspace, j, waiting, result, ended, pending, on_event)]
         for job in ready[: max(0, parallel - len(running))]:
             pending.remove(job)
             running[job.id] = (job, _submit(workspace, job, kind))
@@ -110,6 +112,9 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
                 continue
             del running[job_id]
             jd = job_dir(workspace, job)
+            if not jd.is_done() and jd.is_busy():  # another run took it first: wait for that one
+                pending.append(job)
+                continue
             error = _outcome(handle, jd)
             if error is None:
                 ended.add(job_id)
@@ -118,7 +123,7 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
             else:
                 result.failed[job_id] = error
                 on_event("failed", job, error)
-        if running:
+        if running or waiting:
             time.sleep(0.2)
         elif pending and not any(all(up in ended for up in j.upstream.values()) for j in pending):
             break  # nothing can start: every remaining job waits on a failed one
@@ -126,6 +131,26 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
         result.blocked.append(job.id)
         on_event("blocked", job)
     return result
+
+
+def _owned_elsewhere(workspace: Path, job: Job, waiting: set, result: RunResult, ended: set, pending: list,
+                     on_event) -> bool:
+    """True while another process runs `job` (it holds the job's lock): this run waits for it
+    rather than doing the same work twice. Once released, a job the other run finished is cached."""
+    jd = job_dir(workspace, job)
+    if jd.is_busy():
+        if job.id not in waiting:
+            waiting.add(job.id)
+            on_event("waiting", job, f"run by another process (pid {jd.status().get('pid')})")
+        return True
+    waiting.discard(job.id)
+    if jd.is_done():
+        pending.remove(job)
+        ended.add(job.id)
+        result.cached.append(job.id)
+        on_event("cached", job, "finished by another run")
+        return True
+    return False
 
 
 def _parallelism(plan: Plan, kind: str, max_parallel: int | None) -> int:

@@ -43,6 +43,13 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     job = JobDir(job_dir)
     if job.is_done():
         return job.id
+    with job.lock():  # JobBusy if another run has it: that run finishes it
+        if job.is_done():  # finished by the run that held the lock before
+            return job.id
+        return _run_owned(job, stop_after)
+
+
+def _run_owned(job: JobDir, stop_after: int | None) -> str:
     spec = job.job()
     threads = spec["config"].get("train", {}).get("threads", 1)
     torch.set_num_threads(threads)  # 1 vs 2 threads is not bit-identical: fixed and recorded

@@ -15,17 +15,24 @@ Every file is written to a temporary name and renamed: a reader never sees half 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 DONE = "DONE"
+LOCK = ".lock"  # flock'd by the process running the job; the OS releases it when that process ends
+
+
+class JobBusy(Exception):
+    """Another process (another `specc run`, or a SLURM task) is running this job now."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -84,6 +91,30 @@ class JobDir:
     @property
     def log_path(self) -> Path:
         return self.path / "log.txt"
+
+    @contextmanager
+    def lock(self):
+        """Own the job while it runs: one process at a time, across runners and machines sharing
+        the directory's file system. Raises JobBusy if another process holds it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JobBusy(f"job {self.id} is being run by another process "
+                              f"(pid {self.status().get('pid')} on {self.status().get('host')})") from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def is_busy(self) -> bool:
+        """Whether another process holds the job's lock now."""
+        try:
+            with self.lock():
+                return False
+        except JobBusy:
+            return True
 
     def job(self) -> dict:
         return json.loads((self.path / "job.json").read_text())
