@@ -202,6 +202,9 @@ def status(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, prof
     console.print(table)
     for wall, job in sorted(walls, key=lambda x: -x[0])[:5]:
         console.print(f"  slowest: {job.stage:<16} {job.id} {wall:.1f}s")
+    for job in compiled.jobs:
+        for note in dirs[job.id].status().get("notes") or []:
+            console.print(Text(f"  note: {job.stage:<16} {job.id} {note}"))
     if (ws / "jobs").exists():
         ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
 

@@ -50,7 +50,7 @@ HH_ROWS = [
 
 def test_hh_splits_prompt_at_last_assistant_turn(tmp_path, cache):
     path = write_jsonl(tmp_path / "hh.jsonl.gz", HH_ROWS, opener=gzip.open)
-    with pytest.warns(SkippedRecordsWarning, match=r"skipped 1 anthropic_hh record.*record 2"):
+    with pytest.warns(SkippedRecordsWarning, match=r"skipped 1 anthropic_hh record.*record 3"):
         records = load_preferences("anthropic_hh", path=path, cache_dir=cache)
     assert [(r.prompt, r.chosen, r.rejected) for r in records] == [
         ("\n\nHuman: Hi there\n\nAssistant:", " Hello! How can I help?", " Go away."),
@@ -71,7 +71,7 @@ def test_hh_limit_counts_returned_records(tmp_path, cache):
 def test_hh_missing_field_names_file_and_record(tmp_path, cache):
     rows = HH_ROWS[:1] + [{"chosen": "\n\nHuman: x\n\nAssistant: y"}]
     path = write_jsonl(tmp_path / "hh.jsonl", rows)
-    with pytest.raises(ValueError, match=r"hh\.jsonl: record 1: missing field 'rejected'"):
+    with pytest.raises(ValueError, match=r"hh\.jsonl: record 2: missing field 'rejected'"):
         load_preferences("anthropic_hh", path=path, cache_dir=cache)
 
 
@@ -97,7 +97,7 @@ def test_tldr_prompt_and_choice(tmp_path, cache):
 
 def test_tldr_bad_choice_is_readable(tmp_path, cache):
     path = write_jsonl(tmp_path / "tldr.json", [tldr_row("p", 0), tldr_row("p", 2)])
-    with pytest.raises(ValueError, match=r"tldr\.json: record 1: expected two summaries and choice 0\|1"):
+    with pytest.raises(ValueError, match=r"tldr\.json: record 2: expected two summaries and choice 0\|1"):
         load_preferences("tldr", path=path, cache_dir=cache)
 
 
@@ -130,8 +130,13 @@ def test_arena_drops_ties_and_formats_hh_style(tmp_path, cache, suffix):
         pq.write_table(pa.Table.from_pylist(ARENA_ROWS), path)
     else:
         write_jsonl(path, ARENA_ROWS)
-    with pytest.warns(SkippedRecordsWarning, match=r"skipped 1 chatbot_arena record.*record 4.*user turns differ"):
-        single, multi = load_preferences("chatbot_arena", path=str(path), cache_dir=cache)
+    with pytest.warns(SkippedRecordsWarning, match=r"skipped 1 chatbot_arena record.*record 5.*user turns differ"):
+        records = load_preferences("chatbot_arena", path=str(path), cache_dir=cache)
+    single, multi = records
+    # what was left out is counted and said, for the job's status and the run's output
+    assert records.dropped_note() == ("dropped 3 of 5 records: 2 ties (no preference), 1 without an unambiguous "
+                                      "prompt/chosen/rejected split (first: record 5, user turns differ between "
+                                      "conversation_a and conversation_b)")
     assert (single.prompt, single.chosen, single.rejected) == ("\n\nHuman: Hi\n\nAssistant:", "B-hi", "A-hi")
     assert single.meta["index"] == 0 and single.meta["model_b"] == "m2"
     assert single.meta["histories_differ"] is False
@@ -143,7 +148,7 @@ def test_arena_drops_ties_and_formats_hh_style(tmp_path, cache, suffix):
 
 def test_arena_unknown_winner(tmp_path, cache):
     path = write_jsonl(tmp_path / "arena.jsonl", [dict(ARENA_ROWS[0], winner="model_c")])
-    with pytest.raises(ValueError, match=r"arena\.jsonl: record 0: unknown winner 'model_c'"):
+    with pytest.raises(ValueError, match=r"arena\.jsonl: record 1: unknown winner 'model_c'"):
         load_preferences("chatbot_arena", path=path, cache_dir=cache)
 
 
@@ -173,13 +178,13 @@ def test_generic_default_columns_and_split_name(tmp_path, cache):
 
 def test_generic_non_text_field(tmp_path, cache):
     path = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "p", "chosen": ["c"], "rejected": "r"}])
-    with pytest.raises(ValueError, match=r"pairs\.jsonl: record 0: field 'chosen' is list, expected column"):
+    with pytest.raises(ValueError, match=r"pairs\.jsonl: record 1: field 'chosen' is list, expected column"):
         load_preferences("generic", path=path, cache_dir=cache)
 
 
 def test_generic_missing_renamed_column(tmp_path, cache):
     path = write_jsonl(tmp_path / "pairs.jsonl", GENERIC_ROWS)
-    with pytest.raises(ValueError, match=r"pairs\.jsonl: record 0: missing field 'prompt'.*column 'prompt'"):
+    with pytest.raises(ValueError, match=r"pairs\.jsonl: record 1: missing field 'prompt'.*column 'prompt'"):
         load_preferences("generic", path=path, cache_dir=cache, columns={"chosen": "good", "rejected": "bad"})
 
 
@@ -228,3 +233,13 @@ def test_hh_subset_selects_a_folder_of_the_repository(tmp_path, cache):
     harmless = load_preferences("anthropic_hh", hub_name=str(repo), subset="harmless-base", cache_dir=cache)
     assert [r.chosen.strip() for r in helpful] == ["Hello! How can I help?"]
     assert [r.rejected.strip() for r in harmless] == ["7, I think."]
+
+
+def test_undecodable_and_empty_files_name_the_file_and_line(tmp_path, cache):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a\xff", "chosen": "b", "rejected": "c"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: not UTF-8 text: byte 0xff at column 14"):
+        load_preferences("generic", path=str(path), cache_dir=cache)
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.jsonl: the file is empty"):
+        load_preferences("generic", path=str(tmp_path / "empty.jsonl"), cache_dir=cache)

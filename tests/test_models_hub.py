@@ -149,3 +149,13 @@ def test_missing_local_path_is_readable(tmp_path):
     with pytest.raises(ValueError, match=r"nope: no such model directory"):
         load_causal_lm(str(tmp_path / "nope"))
     assert models_hub.resolve_dtype("bf16") is torch.bfloat16
+
+
+def test_a_context_longer_than_the_models_positions_is_a_clear_error(tmp_path):
+    from specc.runtime.models import build_policy
+
+    save_tiny_lm(tmp_path / "lm")  # 32 positions
+    config = {"family": "hub", "name": str(tmp_path / "lm"), "dtype": "float32"}
+    assert build_policy(config, vocab=8, max_len=32, seed=0) is not None
+    with pytest.raises(ValueError, match=r"prompt \+ response is 48 tokens, but the model has 32 positions"):
+        build_policy(config, vocab=8, max_len=48, seed=0)

@@ -16,7 +16,7 @@ from specc.runtime.device import autocast
 from specc.runtime.judges import load_judge
 from specc.runtime.loop import step_generator
 from specc.runtime.metrics import (classifier_accuracy, classifier_scores, exact_token_kl,
-                                   mean_with_interval, win_outcomes)
+                                   win_outcomes, win_rate_interval)
 from specc.runtime.models import response_logits, response_logprobs, token_logprobs
 
 
@@ -31,6 +31,7 @@ class Evaluator:
         prompt_mask = None if prompt_mask is None else torch.from_numpy(prompt_mask).to(self.device)
         self.win_prompts = (prompts[: settings["win_prompts"]],
                             None if prompt_mask is None else prompt_mask[: settings["win_prompts"]])
+        note_capped(ctx.job, settings, len(prompts))
         self.kl_prompts = (prompts[: settings["kl_prompts"]],
                            None if prompt_mask is None else prompt_mask[: settings["kl_prompts"]])
         self.judge = load_judge(ctx.upstream("evaluate.judge"), ctx.device) if ctx.has("evaluate.judge") else None
@@ -84,7 +85,7 @@ class Evaluator:
             # the policy's log-probs of its samples come with them
             win_samples, win_logps = self._sample(self.policy, self.win_prompts, "win", keep="logprobs")
             p = self._prefer(self.judge, self.win_prompts, win_samples, self.baseline_responses)
-            rate, lo, hi = mean_with_interval(win_outcomes(p))
+            rate, lo, hi = win_rate_interval(win_outcomes(p))
             out.update({"eval/win_rate": rate, "eval/win_rate_lo": lo, "eval/win_rate_hi": hi})
             if hasattr(self.judge, "reward"):
                 out["eval/oracle_reward"] = float(np.mean(self.judge.reward(self.win_prompts[0], win_samples[0])))
@@ -133,3 +134,11 @@ def _same(a, b) -> bool:
 
 def _masked(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return values if mask is None else values * mask
+
+
+def note_capped(job, settings: dict, held_out: int) -> None:
+    """Fewer held-out prompts than asked for: the evaluation uses what there is, and says so."""
+    for key in ("win_prompts", "kl_prompts"):
+        if settings[key] > held_out:
+            job.add_note(f"evaluate.{key}={settings[key]} but the data set holds out only {held_out} prompts: "
+                         f"{key.split('_')[0]} is measured on {held_out}")

@@ -203,5 +203,7 @@ def _outcome(handle, jd: JobDir) -> str | None:
 
 
 def _wall(jd: JobDir) -> str:
-    wall = jd.status().get("wall_s")
-    return f"{wall:.1f}s" if wall is not None else ""
+    """The job's run time, and any notes it left (records dropped, a capped setting)."""
+    status = jd.status()
+    wall = f"{status['wall_s']:.1f}s" if status.get("wall_s") is not None else ""
+    return "; ".join([wall, *status.get("notes", [])]).strip("; ")

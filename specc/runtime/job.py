@@ -64,7 +64,7 @@ def _run_owned(job: JobDir, stop_after: int | None) -> str:
         summary = _stage_runner(spec["kind"])(JobContext(job, spec, stop_after, device)) or {}
     except (Interrupted, SystemExit, KeyboardInterrupt):
         # pre-empted (submitit exits after requeueing on USR2) or stopped: resumable, not failed
-        job.update_status(state="interrupted")
+        job.mark_interrupted()
         raise
     except Exception as exc:
         error = "".join(traceback.format_exception(exc))

@@ -135,18 +135,41 @@ class JobDir:
 
     def mark_running(self, threads: int, device: str = "cpu", precision: str = "float32") -> None:
         status = self.status()
+        now = time.time()
         self.update_status(state="running", host=socket.gethostname(), pid=os.getpid(), threads=threads,
-                           device=device, precision=precision,
-                           started=status.get("started") or time.time(), attempt=status.get("attempt", 0) + 1,
-                           slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None)
+                           device=device, precision=precision, started=status.get("started") or now,
+                           attempt_started=now, attempt=status.get("attempt", 0) + 1,
+                           slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None, notes=[])
+
+    # wall_s is the time the job ran, summed over its attempts: the time between a crash and
+    # the rerun, or a pre-emption and the requeue, is not work (an attempt killed outright
+    # records nothing, so it is not counted either).
+    def _ran_s(self, status: dict, now: float) -> float:
+        attempt = now - status["attempt_started"] if status.get("attempt_started") else 0.0
+        return status.get("ran_s", 0.0) + attempt
 
     def mark_done(self, summary: dict) -> None:
         finished = time.time()
-        self.update_status(state="done", finished=finished, wall_s=finished - self.status().get("started", finished))
+        wall = self._ran_s(self.status(), finished)
+        self.update_status(state="done", finished=finished, wall_s=wall, ran_s=wall, attempt_started=None)
         atomic_write_json(self.path / DONE, summary)
 
     def mark_failed(self, error: str) -> None:
-        self.update_status(state="failed", finished=time.time(), error=error)
+        now = time.time()
+        self.update_status(state="failed", finished=now, error=error, ran_s=self._ran_s(self.status(), now),
+                           attempt_started=None)
+
+    def mark_interrupted(self) -> None:
+        """Stopped (pre-empted, Ctrl-C) mid-run: resumable, and the time so far counts."""
+        now = time.time()
+        self.update_status(state="interrupted", ran_s=self._ran_s(self.status(), now), attempt_started=None)
+
+    def add_note(self, note: str) -> None:
+        """Something the user should know about a job that still succeeds (records dropped, a capped
+        setting): kept in status.json's `notes`, shown by `specc run` and `specc status`."""
+        status = self.status()
+        if note not in status.get("notes", []):
+            self.update_status(notes=[*status.get("notes", []), note])
 
     def write_metrics(self, name: str, rows: list[tuple[int, str, float]]) -> None:
         """One deterministic file per flush: steps -> (name, value)."""

@@ -25,14 +25,19 @@ def win_outcomes(prob_first_wins) -> torch.Tensor:
     return torch.where(p > 0.5, 1.0, torch.where(p < 0.5, 0.0, 0.5))
 
 
-def mean_with_interval(outcomes, z: float = 1.96) -> tuple[float, float, float]:
-    """Mean and a normal-approximation 95% interval, clipped to [0, 1]."""
+def win_rate_interval(outcomes, z: float = 1.96) -> tuple[float, float, float]:
+    """Win rate and its Wilson score 95% interval (ties count half).
+
+    Unlike the normal approximation, the interval is honest at small n and at rates near 0 or 1:
+    one win out of one prompt gives 1.0 [0.21, 1.0], not a zero-width [1.0, 1.0]."""
     x = torch.as_tensor(outcomes, dtype=torch.float64)
     n = x.numel()
-    mean = x.mean().item()
-    sd = x.std(unbiased=True).item() if n > 1 else 0.0
-    half = z * sd / math.sqrt(max(n, 1))
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    if n == 0:
+        return float("nan"), 0.0, 1.0
+    p = x.mean().item()
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
 def classifier_scores(policy_first, policy_second, ref_first, ref_second) -> torch.Tensor:

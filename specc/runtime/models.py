@@ -43,10 +43,20 @@ def build_policy(model_cfg: dict, vocab: int, max_len: int, seed: int):
         if model.get_input_embeddings().num_embeddings < vocab:
             raise ValueError(f"{model_cfg['name']}: {model.get_input_embeddings().num_embeddings} token embeddings, "
                              f"but the dataset's tokenizer has {vocab} ids: use the model's own tokenizer")
+        check_positions(model, max_len, model_cfg["name"])
         return model.train()
     torch.manual_seed(seed)  # transformers initialises from the global generator
     model = GPT2LMHeadModel(tiny_config(model_cfg["size"], vocab, max_len))
     return model
+
+
+def check_positions(model, max_len: int, name: str) -> None:
+    """A prompt plus response longer than the model's position table would fail deep inside the
+    forward pass (IndexError): say which settings to shorten instead."""
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    if limit is not None and max_len > limit:
+        raise ValueError(f"{name}: prompt + response is {max_len} tokens, but the model has {limit} positions: "
+                         "lower the dataset's max_prompt_tokens / max_response_tokens")
 
 
 def save_model(model, path: Path) -> None:

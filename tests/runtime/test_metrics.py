@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from specc.runtime.metrics import (classifier_accuracy, classifier_scores, exact_token_kl, mean_with_interval,
-                                   win_outcomes)
+from specc.runtime.metrics import (classifier_accuracy, classifier_scores, exact_token_kl, win_outcomes,
+                                   win_rate_interval)
 
 
 def test_exact_kl_sums_full_distribution_kl_over_tokens():
@@ -26,13 +26,16 @@ def test_win_outcomes_count_ties_half():
     assert win_outcomes([0.9, 0.1, 0.5, 0.51]).tolist() == [1.0, 0.0, 0.5, 1.0]
 
 
-def test_interval_of_mean():
-    mean, lo, hi = mean_with_interval([1.0, 0.0] * 4)
-    sd = math.sqrt(2 / 7)  # unbiased: 8 squared deviations of 0.25, over n - 1
-    assert mean == 0.5
-    assert lo == pytest.approx(0.5 - 1.96 * sd / math.sqrt(8))
-    assert hi == pytest.approx(0.5 + 1.96 * sd / math.sqrt(8))
-    assert mean_with_interval([1.0, 0.0])[1] == 0.0  # clipped to [0, 1]
+def test_win_rate_interval_is_wilson():
+    # Wilson score interval, z = 1.96, by hand: centre (p + z^2/2n) / (1 + z^2/n),
+    # half-width z / (1 + z^2/n) * sqrt(p(1-p)/n + z^2/4n^2)
+    rate, lo, hi = win_rate_interval([1.0, 0.0] * 4)
+    assert rate == 0.5
+    assert lo == pytest.approx(0.2152, abs=1e-4) and hi == pytest.approx(0.7848, abs=1e-4)
+    rate, lo, hi = win_rate_interval([1.0])  # one prompt: honest, not [1.0, 1.0]
+    assert (rate, hi) == (1.0, 1.0) and lo == pytest.approx(0.2065, abs=1e-4)
+    rate, lo, hi = win_rate_interval([0.0] * 3)
+    assert (rate, lo) == (0.0, 0.0) and hi == pytest.approx(0.5615, abs=1e-4)
 
 
 def test_policy_as_classifier():

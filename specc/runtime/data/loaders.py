@@ -9,6 +9,7 @@ Reading goes through `datasets.load_dataset`, so hub data sets and local
 from __future__ import annotations
 
 import difflib
+import gzip
 import logging
 import os
 import warnings
@@ -42,6 +43,22 @@ class PreferenceRecord:
     rejected: str
     source: str
     meta: dict = field(default_factory=dict)
+
+
+class PreferenceRecords(list):
+    """The records read, and how many were left out and why: `dropped` maps a reason to a count."""
+
+    def __init__(self, records=(), dropped: dict[str, int] | None = None):
+        super().__init__(records)
+        self.dropped = dict(dropped or {})
+
+    def dropped_note(self) -> str | None:
+        """One line for a person, e.g. 'dropped 6 of 14 records: 4 ties, 2 without a shared prompt'."""
+        total = sum(self.dropped.values())
+        if not total:
+            return None
+        reasons = ", ".join(f"{n} {reason}" for reason, n in self.dropped.items())
+        return f"dropped {total} of {total + len(self)} records: {reasons}"
 
 
 class SkippedRecordsWarning(UserWarning):
@@ -212,12 +229,34 @@ def _builder_for(path: str) -> str:
 SUBSET_IS_FOLDER = {"anthropic_hh"}
 
 
+def _check_local_file(path: str) -> None:
+    """What `datasets` reports badly (a traceback without a file or line): an empty file, or
+    JSON text that is not UTF-8. Raises ValueError naming the file, line and byte."""
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: the file is empty (expected preference records)")
+    if _builder_for(path) != "json":
+        return
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    blank = True
+    with opener(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{number}: not UTF-8 text: byte {line[err.start]:#04x} at column "
+                                 f"{err.start + 1} cannot be decoded") from None
+            blank = blank and not line.strip()
+    if blank:
+        raise ValueError(f"{path}: the file holds no records (only blank lines)")
+
+
 def _read_rows(path: str | None, hub_name: str | None, subset: str | None, split: str,
                cache_dir: str | None, subset_is_folder: bool = False) -> datasets.Dataset:
     if path is not None:
         if not os.path.isfile(path):
             raise ValueError(f"{path}: no such file (expected a .jsonl, .json, .jsonl.gz or .parquet file)")
         where = path
+        _check_local_file(path)
         # Name the split after `split` so that the local file answers to it.
         load = lambda: datasets.load_dataset(_builder_for(path), data_files={split: path}, split=split,
                                              cache_dir=cache_dir)
@@ -237,7 +276,7 @@ def _read_rows(path: str | None, hub_name: str | None, subset: str | None, split
 
 def load_preferences(format: str, *, path: str | None = None, hub_name: str | None = None,
                      split: str = "train", subset: str | None = None, limit: int | None = None,
-                     columns: dict | None = None, cache_dir: str | None = None) -> list[PreferenceRecord]:
+                     columns: dict | None = None, cache_dir: str | None = None) -> PreferenceRecords:
     """Load pairwise preferences in one of `FORMATS` from a local file or a hub data set.
 
     - anthropic_hh: Anthropic/hh-rlhf, {"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": ...}
@@ -265,7 +304,7 @@ def load_preferences(format: str, *, path: str | None = None, hub_name: str | No
     return _parse_rows(rows, parse, format, origin, limit)
 
 
-def _parse_rows(rows, parse, format: str, origin: str, limit: int | None) -> list[PreferenceRecord]:
+def _parse_rows(rows, parse, format: str, origin: str, limit: int | None) -> PreferenceRecords:
     records: list[PreferenceRecord] = []
     skipped: list[tuple[int, str]] = []
     ties = 0
@@ -273,7 +312,8 @@ def _parse_rows(rows, parse, format: str, origin: str, limit: int | None) -> lis
         if limit is not None and len(records) >= limit:
             break
         try:
-            prompt, chosen, rejected, meta = parse(row, f"{origin}: record {index}")
+            # records are numbered from 1, as a person counts lines of a jsonl file
+            prompt, chosen, rejected, meta = parse(row, f"{origin}: record {index + 1}")
         except _Tie:
             ties += 1
             continue
@@ -281,11 +321,15 @@ def _parse_rows(rows, parse, format: str, origin: str, limit: int | None) -> lis
             skipped.append((index, str(why)))
             continue
         records.append(PreferenceRecord(prompt, chosen, rejected, f"{format}:{origin}", {"index": index, **meta}))
+    dropped = {}
     if ties:
         log.info("%s: dropped %d tied comparisons", origin, ties)
+        dropped["ties (no preference)"] = ties
     if skipped:
         first_index, first_reason = skipped[0]
         warnings.warn(f"{origin}: skipped {len(skipped)} {format} record(s) without an unambiguous "
-                      f"prompt/chosen/rejected split (first: record {first_index}, {first_reason})",
+                      f"prompt/chosen/rejected split (first: record {first_index + 1}, {first_reason})",
                       SkippedRecordsWarning, stacklevel=3)
-    return records
+        dropped[f"without an unambiguous prompt/chosen/rejected split (first: record {first_index + 1}, "
+                f"{first_reason})"] = len(skipped)
+    return PreferenceRecords(records, dropped)

@@ -36,6 +36,8 @@ def build_real_dataset(ctx: JobContext) -> dict:
     config = ctx.config
     records = load_preferences(config["format"], path=config["path"], hub_name=config["hub_name"],
                                split=config["split"], subset=config["subset"], limit=config["limit"])
+    if records.dropped_note():
+        ctx.job.add_note(records.dropped_note())
     if len(records) < 2:
         raise ValueError(f"{config['path'] or config['hub_name']}: {len(records)} usable records; need at least 2")
     tokenizer = load_tokenizer(config["tokenizer"])
@@ -52,4 +54,4 @@ def build_real_dataset(ctx: JobContext) -> dict:
                               "response_len": config["max_response_tokens"], "pad_id": tokenizer.pad_token_id,
                               "eos_id": tokenizer.eos_token_id, "tokenizer": config["tokenizer"]})
     write_examples(ctx, [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in records[:5]])
-    return {"pairs": len(records)}
+    return {"pairs": len(records), "dropped": records.dropped}
