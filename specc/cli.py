@@ -107,7 +107,8 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
         executor: Annotated[Optional[str], typer.Option(help="debug | local | slurm (overrides the spec)")] = None,
         max_parallel: Annotated[Optional[int], typer.Option(help="jobs at once (local)")] = None,
         wait: Annotated[bool, typer.Option(help="slurm: follow the jobs until they end")] = False,
-        report: Annotated[bool, typer.Option(help="write the HTML report when done")] = True):
+        report: Annotated[bool, typer.Option(help="write the HTML report when done")] = True,
+        pdb: Annotated[bool, typer.Option("--pdb", help="debug executor: open the debugger on a failing job")] = False):
     """Run every job of a spec that is not done yet, ingest results, write the report.
 
     Locally this returns when every job has ended. On SLURM it returns once the whole DAG is
@@ -142,7 +143,14 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
     else:
         from specc.runtime.executor import run_local
 
-        result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event)
+        if pdb and kind != "debug":
+            raise UserError("--pdb debugs jobs in this process: add --executor debug")
+        try:
+            result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event, pdb=pdb)
+        except KeyboardInterrupt:  # the workers are stopped and marked interrupted: make the store agree
+            ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
+            err_console.print(f"interrupted: running jobs stopped; specc run {spec} resumes them")
+            raise typer.Exit(130) from None
     ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
     elapsed = time.time() - started
     if not result.done and not result.failed and not result.blocked:

@@ -9,6 +9,7 @@ identity); instead parallelism is capped so that threads x jobs <= cores.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ def cores() -> int:
 
 
 def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel: int | None = None,
-              on_event=lambda event, job, info="": None) -> RunResult:
+              on_event=lambda event, job, info="": None, pdb: bool = False) -> RunResult:
     """Run every job not yet done, in dependency order; returns when all have ended."""
     prepare(plan, workspace)
     result = RunResult()
@@ -95,6 +96,18 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
     ended = set(result.cached)
     running: dict[str, tuple[Job, object]] = {}
     waiting: set[str] = set()  # run by another process now (its lock is held)
+    try:
+        _schedule(workspace, kind, parallel, pdb, pending, running, waiting, ended, result, on_event)
+    except KeyboardInterrupt:  # Ctrl-C or SIGINT: stop this run's workers, never orphan them
+        _stop(workspace, running, on_event)
+        raise
+    for job in pending:
+        result.blocked.append(job.id)
+        on_event("blocked", job)
+    return result
+
+
+def _schedule(workspace, kind, parallel, pdb, pending, running, waiting, ended, result, on_event) -> None:
     while pending or running:
         for job in list(pending):
             if any(up in result.failed or up in result.blocked for up in job.upstream.values()):
@@ -105,7 +118,7 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
         ready = [j for j in ready if not _owned_elsewhere(workspace, j, waiting, result, ended, pending, on_event)]
         for job in ready[: max(0, parallel - len(running))]:
             pending.remove(job)
-            running[job.id] = (job, _submit(workspace, job, kind))
+            running[job.id] = (job, _submit(workspace, job, kind, pdb))
             on_event("started", job)
         for job_id, (job, handle) in list(running.items()):
             if not handle.done():
@@ -127,10 +140,34 @@ def run_local(plan: Plan, workspace: Path, *, kind: str = "local", max_parallel:
             time.sleep(0.2)
         elif pending and not any(all(up in ended for up in j.upstream.values()) for j in pending):
             break  # nothing can start: every remaining job waits on a failed one
-    for job in pending:
-        result.blocked.append(job.id)
-        on_event("blocked", job)
-    return result
+
+
+def _stop(workspace: Path, running: dict, on_event, grace_s: float = 60.0) -> None:
+    """Stop this run's workers. Each job process gets SIGINT (it records itself interrupted and
+    keeps its last checkpoint); a submitit controller, or a job that did not stop within `grace_s`,
+    gets SIGTERM, which the controller forwards to its task without printing a traceback."""
+    for job, handle in running.values():
+        status = job_dir(workspace, job).status()
+        if status.get("state") == "running" and status.get("host") == socket.gethostname() and _alive(status.get("pid")):
+            os.kill(int(status["pid"]), signal.SIGINT)
+        else:
+            _terminate(handle)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and not all(h.done() for _, h in running.values()):
+        time.sleep(0.2)
+    for job, handle in running.values():
+        if not handle.done():
+            _terminate(handle)
+        jd = job_dir(workspace, job)
+        if not jd.is_done() and jd.status().get("state") in ("running", None):
+            jd.mark_interrupted()
+        on_event("stopped", job, "interrupted; a rerun resumes it from its last checkpoint")
+
+
+def _terminate(handle) -> None:
+    process = getattr(handle, "_process", None)  # a LocalJob's controller process (None: debug, or ended)
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
 
 
 def _owned_elsewhere(workspace: Path, job: Job, waiting: set, result: RunResult, ended: set, pending: list,
@@ -161,7 +198,7 @@ def _parallelism(plan: Plan, kind: str, max_parallel: int | None) -> int:
     return max(1, min(wanted, cores() // threads))
 
 
-def _submit(workspace: Path, job: Job, kind: str):
+def _submit(workspace: Path, job: Job, kind: str, pdb: bool = False):
     jd = job_dir(workspace, job)
     folder = jd.path / "submitit"
     if kind == "debug":
@@ -173,10 +210,13 @@ def _submit(workspace: Path, job: Job, kind: str):
 
     handle = executor.submit(run_job, str(jd.path))
     if kind == "debug":
-        try:
-            handle.result()
-        except Exception:  # recorded in the job dir; reported by _outcome
-            pass
+        if pdb:  # submitit's post-mortem debugger on a failure, only when asked for (it waits for a person)
+            try:
+                handle.result()
+            except Exception:  # recorded in the job dir; reported by _outcome
+                pass
+        else:
+            handle.exception()  # runs the job in-process; a failure is recorded in the job dir
         return _Finished()  # a DebugJob re-runs a failed function when asked done()
     return handle
 

@@ -1,0 +1,77 @@
+"""Ctrl-C of `specc run`: the workers stop, every record says interrupted, and nothing waits on a debugger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+
+from specc.runtime.executor import _alive
+from specc.runtime.jobdir import JobDir
+
+CLI = [sys.executable, "-c", "from specc.cli import main; main()"]
+SPEC = """
+name: interrupted
+defaults:
+  model: {size: XS}
+  train: {batch_size: 8, eval_every: 5000, checkpoint_every: 5}
+stages:
+  task:   {kind: dataset, task: {train_prompts: 32, eval_prompts: 8}}
+  golden: {kind: oracle, data: task}
+  labels: {kind: label, data: task, judge: golden}
+  sft:    {kind: sft, data: labels, train: {steps: 100000}}
+"""
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigint_stops_the_local_workers_and_marks_them_interrupted(tmp_path):
+    spec = tmp_path / "interrupted.yaml"
+    spec.write_text(SPEC)
+    runner = subprocess.Popen([*CLI, "run", str(spec), "-w", str(tmp_path / "runs"), "--no-report", "--executor", "local"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sft = None
+    deadline = time.monotonic() + 540  # generous: the machine may be busy; the loop ends as soon as sft trains
+    while sft is None and time.monotonic() < deadline and runner.poll() is None:
+        for d in (tmp_path / "runs" / "jobs").glob("*/checkpoint/state.pt"):
+            sft = JobDir(d.parent.parent)
+        time.sleep(0.2)
+    assert sft is not None, "the sft job never checkpointed"
+    worker = sft.status()["pid"]
+    runner.send_signal(signal.SIGINT)  # to the runner alone, as `kill -INT` does
+    out, err = runner.communicate(timeout=300)
+    assert runner.returncode == 130, out + err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not _alive(worker) or _zombie(worker)  # stopped, not orphaned
+    assert sft.status()["state"] == "interrupted" and not sft.is_done()
+    con = duckdb.connect(str(tmp_path / "runs" / "specc.duckdb"), read_only=True)
+    assert con.execute("select status from jobs where job_id = ?", [sft.id]).fetchone() == ("interrupted",)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+def test_the_debug_executor_never_waits_in_a_debugger_unless_asked(tmp_path):
+    spec = tmp_path / "interrupted.yaml"
+    spec.write_text(SPEC)
+    env = {**os.environ, "SPECC_DEVICE": "tpu"}  # every job fails at once, before any work
+    # stdin stays open, as a terminal's would: a debugger prompt would wait on it forever
+    proc = subprocess.Popen([*CLI, "run", str(spec), "-w", str(tmp_path / "runs"), "--no-report", "--executor", "debug"],
+                            cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out + err
+    assert "(Pdb)" not in out + err and "SPECC_DEVICE" in err
