@@ -98,6 +98,8 @@ def plan(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profil
 def _state(jd) -> str:
     if jd.is_done():
         return "cached"
+    if jd.damage() or jd.status().get("state") in ("damaged", "done"):
+        return "damaged: reruns"  # a finished job's files went missing or changed
     return {"failed": "failed", "running": "running", "interrupted": "resumable"}.get(jd.status().get("state"), "pending")
 
 

@@ -61,7 +61,9 @@ def job_state(jd: JobDir, scheduler_states: dict[str, str] | None = None) -> str
         return "failed" if state != "done" else "done"
     if state == "running" and status.get("host") == socket.gethostname() and not _alive(status.get("pid")):
         return "failed"  # the process died without recording why (killed): rerun resumes it
-    return {"interrupted": "pending", "submitted": "pending", "cancelled": "failed"}.get(state, state)
+    # done in status.json but not by its files (DONE or a result file gone or changed): reruns
+    return {"interrupted": "pending", "submitted": "pending", "cancelled": "failed", "done": "pending",
+            "damaged": "pending"}.get(state, state)
 
 
 def _alive(pid) -> bool:

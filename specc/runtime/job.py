@@ -46,6 +46,10 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     with job.lock():  # JobBusy if another run has it: that run finishes it
         if job.is_done():  # finished by the run that held the lock before
             return job.id
+        damaged = job.damage()
+        if damaged:  # a finished job whose files changed since: its results cannot be trusted
+            job.clear_results()
+            job.update_status(rerun_because=damaged)
         return _run_owned(job, stop_after)
 
 

@@ -8,7 +8,8 @@
                             resumed job rewrites the same files instead of adding copies
         artifacts/          weights (safetensors), datasets and streams (parquet)
         checkpoint/         the resume point (overwritten)
-        DONE                written last, by atomic rename: the job is complete
+        MANIFEST.json       size and sha256 of every metrics/ and artifacts/ file, written at the end
+        DONE                written last, by atomic rename: the job is complete (while the manifest holds)
 
 Every file is written to a temporary name and renamed: a reader never sees half a file.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -27,7 +29,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from specc.runtime.manifest import MANIFEST, damage, manifest_of
+
 DONE = "DONE"
+DAMAGED = "DAMAGED"  # a finished job's files changed since (seen by a checksum): rerun it
 LOCK = ".lock"  # flock'd by the process running the job; the OS releases it when that process ends
 
 
@@ -120,7 +125,27 @@ class JobDir:
         return json.loads((self.path / "job.json").read_text())
 
     def is_done(self) -> bool:
-        return (self.path / DONE).exists()
+        """DONE is written, and every result file it lists is still there, whole (see manifest)."""
+        return (self.path / DONE).exists() and damage(self.path) is None
+
+    def damage(self, checksums: bool = False) -> str | None:
+        """Why a finished job is not done any more (a result file missing or changed), or None."""
+        if (self.path / DAMAGED).exists():
+            return (self.path / DAMAGED).read_text(errors="replace").strip() or "damaged"
+        return damage(self.path, checksums=checksums) if (self.path / DONE).exists() else None
+
+    def mark_damaged(self, reason: str) -> None:
+        """A finished job whose files changed (seen by a checksum): no longer done, so it reruns."""
+        atomic_write_bytes(self.path / DAMAGED, reason.encode())
+        self.update_status(state="damaged")
+        (self.path / DONE).unlink(missing_ok=True)
+
+    def clear_results(self) -> None:
+        """Remove a damaged job's outputs (not its job.json or status), so it reruns from scratch."""
+        for name in (DONE, MANIFEST, DAMAGED):
+            (self.path / name).unlink(missing_ok=True)
+        for folder in ("metrics", "artifacts", "checkpoint"):
+            shutil.rmtree(self.path / folder, ignore_errors=True)
 
     def status(self) -> dict:
         try:
@@ -152,6 +177,7 @@ class JobDir:
         finished = time.time()
         wall = self._ran_s(self.status(), finished)
         self.update_status(state="done", finished=finished, wall_s=wall, ran_s=wall, attempt_started=None)
+        atomic_write_json(self.path / MANIFEST, manifest_of(self.path))
         atomic_write_json(self.path / DONE, summary)
 
     def mark_failed(self, error: str) -> None:

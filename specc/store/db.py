@@ -21,6 +21,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from specc.runtime.jobdir import JobDir
+from specc.runtime.manifest import damage
 from specc.store.readonly import read_only_statements
 from specc.store.scan import JOB_COLUMNS, JOB_FILES, MetricFile, UnreadableFile, job_row, read_json, scan_jobs
 from specc.store.schema import SCHEMA, SCHEMA_VERSION, VIEWS, views_sql
@@ -165,13 +167,36 @@ class _Batch:
         self.files: list[tuple[MetricFile, str]] = []  # (file, job id)
         self.stamps: dict[str, tuple] = {}  # manifest entries for job files read
         self.gone: list[str] = []  # manifest entries whose file no longer exists (DONE of a job re-run)
+        self.damaged: list[str] = []  # job ids whose stored metrics are dropped
         self.skipped = 0
 
     def add(self, job, seen: dict, warn) -> None:
+        fresh = [(f, job.job_id) for f in job.metrics if seen.get(f.rel) != f.stamp]
+        if job.damage is None and job.stamps["DONE"] is not None and fresh:
+            job.damage = damage(job.path, checksums=True, under="metrics/")  # the files about to be read
+            if job.damage is not None:  # same size, other bytes: only a checksum sees it, so say it in the dir
+                JobDir(job.path).mark_damaged(job.damage)
+        if job.damage is not None:
+            self._damaged(job, seen, warn)
+            return
         if any(seen.get(job.rel_file(name)) != job.stamps[name] for name in JOB_FILES):
             if not self._read_job_files(job, seen, warn):
                 return  # its metrics wait until job.json can be read: they need the job's row
-        self.files += [(f, job.job_id) for f in job.metrics if seen.get(f.rel) != f.stamp]
+        self.files += fresh
+
+    def _damaged(self, job, seen: dict, warn) -> None:
+        """A finished job whose files changed: none of its metrics are kept (never half a job), its
+        row says damaged, and its files are forgotten so that they are read again once it reruns."""
+        warn(f"job {job.job_id} is damaged ({job.damage}): its results are left out; specc run reruns it")
+        self.damaged.append(job.job_id)
+        self.gone += [path for path in seen if path.startswith(job.rel + "/")]
+        try:
+            spec = read_json(job.path / "job.json")
+            status = read_json(job.path / "status.json") if job.stamps["status.json"] else {}
+            self.job_rows.append(job_row(job, spec, status))
+        except UnreadableFile as exc:
+            warn(f"skipping {exc}")
+            self.skipped += 1
 
     def _read_job_files(self, job, seen: dict, warn) -> bool:
         try:
@@ -216,6 +241,8 @@ def _write(con, batch: _Batch, files: list[tuple[MetricFile, str]], one_by_one: 
         if batch.partial_rows:
             _register(con, "_job_rows", pa.Table.from_pylist(batch.partial_rows, schema=_JOBS_SCHEMA))
             con.execute("INSERT OR IGNORE INTO jobs SELECT * FROM _job_rows")
+        if batch.damaged:
+            con.execute("DELETE FROM metrics WHERE list_contains(?, job_id)", [batch.damaged])
         groups = [[item] for item in files] if one_by_one else [files]
         rows = sum(_upsert_metrics(con, group) for group in groups if group)
         manifest = {**batch.stamps, **{f.rel: f.stamp for f, _ in files}}

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from specc.runtime.jobdir import JobDir
+
 Stamp = tuple[int, float]
 JOB_FILES = ("job.json", "status.json", "DONE")
 
@@ -36,6 +38,7 @@ class JobScan:
     rel: str  # "jobs/<id>"
     stamps: dict[str, Stamp | None]  # JOB_FILES -> stamp, None where the file does not exist
     metrics: list[MetricFile] = field(default_factory=list)
+    damage: str | None = None  # a finished job whose result files no longer match its manifest
 
     def rel_file(self, name: str) -> str:
         return f"{self.rel}/{name}"
@@ -65,6 +68,8 @@ def scan_jobs(workspace: Path) -> list[JobScan]:
             continue
         job = JobScan(entry.name, path, f"jobs/{entry.name}", stamps)
         job.metrics = _metric_files(job)
+        if stamps["DONE"] is not None or (path / "DAMAGED").exists():
+            job.damage = JobDir(path).damage()  # sizes only; ingest reads the checksums of what it ingests
         jobs.append(job)
     return jobs
 
@@ -107,7 +112,9 @@ def job_row(job: JobScan, spec: dict, status: dict | None) -> dict:
     if spec["id"] != job.job_id:
         raise UnreadableFile(f"{job.path / 'job.json'}: id {spec['id']!r} does not match its dir {job.job_id!r}")
     known = status or {}
-    if job.stamps["DONE"] is not None:
+    if job.damage is not None:
+        state = "damaged"  # not done: `specc run` reruns it
+    elif job.stamps["DONE"] is not None:
         state = "done"
     else:
         state = known.get("state") or ("unknown" if status is None else "pending")

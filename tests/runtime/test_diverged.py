@@ -67,3 +67,18 @@ def test_a_capped_evaluation_is_noted_in_the_run_and_in_status(run, monkeypatch,
     monkeypatch.setattr(sys, "argv", ["specc", "status", str(tmp / "diverged.yaml"), "-w", str(tmp / "runs")])
     main()
     assert note in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_damaged_finished_job_is_rerun_from_scratch_to_the_same_results(run):
+    from specc.cli import _state
+
+    tmp, _, jobs, _ = run
+    capped = jobs["capped"]
+    before = sorted(capped.read_metrics())
+    victim = sorted(capped.metrics_dir.glob("train-*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:-8])
+    assert not capped.is_done() and _state(capped) == "damaged: reruns"
+    result = run_local(compile_spec(tmp / "diverged.yaml"), tmp / "runs", kind="debug")
+    assert capped.id in result.done and jobs["sft"].id in result.cached
+    assert capped.is_done() and sorted(capped.read_metrics()) == before  # bit-identical rerun
+    assert "has" in capped.status()["rerun_because"]
