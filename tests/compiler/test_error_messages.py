@@ -174,7 +174,7 @@ def test_fan_out_past_the_job_limit_is_refused(tmp_path):
 def _specc(*args, returncode: int) -> subprocess.CompletedProcess:
     exe = shutil.which("specc")
     command = [exe] if exe else [sys.executable, "-c", "from specc.cli import main; main()"]
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == returncode, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     return result

@@ -23,7 +23,7 @@ print("HEAVY:" + ",".join(heavy))
 
 
 def run_python(code: str) -> str:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert "Traceback" not in result.stderr, result.stderr
     heavy = [line for line in result.stdout.splitlines() if line.startswith("HEAVY:")]
     assert heavy, result.stdout + result.stderr

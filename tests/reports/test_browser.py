@@ -40,7 +40,7 @@ def test_charts_have_tooltips(quickstart_report, offline_page):
     symbol = page.locator('.figure[data-name="kl_vs_winrate"] g.mark-symbol.role-mark path').first
     symbol.hover(force=True)
     tooltip = page.locator("#vg-tooltip-element")
-    tooltip.wait_for(state="visible", timeout=5_000)
+    tooltip.wait_for(state="visible", timeout=60_000)
     assert "win_rate" in tooltip.inner_text()
     assert view.errors == []
 

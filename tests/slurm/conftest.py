@@ -24,7 +24,7 @@ SKIP_REASON = "no SLURM cluster reachable: run scripts/slurm/up.sh"
 _UP_STATES = {"idle", "mixed", "allocated", "completing"}
 
 
-def probe_slurm(timeout_s: float = 20.0) -> tuple[list[str], str]:
+def probe_slurm(timeout_s: float = 60.0) -> tuple[list[str], str]:
     """Return (names of nodes able to run jobs, why none were found)."""
     if shutil.which("sinfo") is None:
         return [], "`sinfo` not found"

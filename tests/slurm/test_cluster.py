@@ -62,7 +62,7 @@ def sacct_state(job_id: str) -> str:
         ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"],
         capture_output=True,
         text=True,
-        timeout=20,
+        timeout=120,
     )
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
@@ -72,9 +72,13 @@ def add(a: int, b: int) -> dict:
     return {"sum": a + b, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
-def square_slowly(x: int, sleep_s: float) -> tuple[int, float, float]:
+def square_together(x: int, folder: str, together: int, cap_s: float = 300.0) -> tuple[int, float, float]:
+    """x*x, once `together` tasks have started (each leaves a file in `folder`): tasks that can
+    run at once overlap however slowly the machine starts them; `cap_s` ends the wait if not."""
     start = time.time()
-    time.sleep(sleep_s)
+    Path(folder, str(x)).touch()
+    while len(list(Path(folder).iterdir())) < together and time.time() - start < cap_s:
+        time.sleep(0.1)
     return x * x, start, time.time()
 
 
@@ -97,10 +101,11 @@ class StepCounter(submitit.helpers.Checkpointable):
     (re)start appends the step it started from to `starts`.
     """
 
-    def __init__(self, workdir: str, n_steps: int, step_s: float) -> None:
+    def __init__(self, workdir: str, n_steps: int, step_s: float, hold_at: int | None = None) -> None:
         self.workdir = workdir
         self.n_steps = n_steps
         self.step_s = step_s
+        self.hold_at = hold_at  # wait at this step until the test creates `release`: no race with the clock
 
     def _save(self, state: dict) -> None:
         path = Path(self.workdir) / "state.json"
@@ -114,6 +119,8 @@ class StepCounter(submitit.helpers.Checkpointable):
         state["starts"].append(state["step"])
         self._save(state)
         while state["step"] < self.n_steps:
+            while state["step"] == self.hold_at and not (Path(self.workdir) / "release").exists():
+                time.sleep(0.1)
             time.sleep(self.step_s)
             state = {**state, "acc": state["acc"] + state["step"] ** 2, "step": state["step"] + 1}
             self._save(state)
@@ -129,20 +136,22 @@ class StepCounter(submitit.helpers.Checkpointable):
 def test_submit_returns_result(slurm_executor):
     executor = slurm_executor(name="specc-test-submit")
     job = executor.submit(add, 2, 40)
-    result = result_within(job, 60)
+    result = result_within(job, 600)
     assert result == {"sum": 42, "slurm_job_id": job.job_id}
 
 
-def test_job_array_returns_every_result_in_order(slurm_executor):
+def test_job_array_returns_every_result_in_order(slurm_executor, tmp_path):
     executor = slurm_executor(name="specc-test-array")
     xs = list(range(6))
-    jobs = executor.map_array(square_slowly, xs, [2.0] * len(xs))
+    started = tmp_path / "started"
+    started.mkdir()
+    jobs = executor.map_array(square_together, xs, [str(started)] * len(xs), [3] * len(xs))
     with executor.batch():
         batch_jobs = [executor.submit(add, x, 100) for x in xs]
     assert len({job.job_id.split("_")[0] for job in jobs}) == 1, "map_array should submit one array"
     assert len({job.job_id.split("_")[0] for job in batch_jobs}) == 1, "batch() should submit one array"
 
-    wait_done(jobs + batch_jobs, 90)
+    wait_done(jobs + batch_jobs, 600)
     results = [job.result() for job in jobs]
     assert [r[0] for r in results] == [x * x for x in xs]
     assert [job.result()["sum"] for job in batch_jobs] == [x + 100 for x in xs]
@@ -162,7 +171,7 @@ def test_afterok_dependency_runs_after_parent(slurm_executor, tmp_path):
     executor.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{parent.job_id}"})
     child = executor.submit(stamp, str(child_file), 0.0)
 
-    wait_done([parent, child], 90)
+    wait_done([parent, child], 600)
     parent.result(), child.result()
     p, c = json.loads(parent_file.read_text()), json.loads(child_file.read_text())
     assert c["start"] >= p["end"], f"child started at {c['start']:.2f}, before its parent ended at {p['end']:.2f}"
@@ -171,11 +180,11 @@ def test_afterok_dependency_runs_after_parent(slurm_executor, tmp_path):
 def test_exception_surfaces_as_failed_job_error(slurm_executor):
     executor = slurm_executor(name="specc-test-fail")
     job = executor.submit(explode, "specc-boom-1234")
-    wait_done([job], 60)
+    wait_done([job], 600)
     with pytest.raises(FailedJobError, match=r"ValueError: specc-boom-1234"):
         job.result()
     # accounting (slurmdbd) records the failure too
-    assert wait_until(lambda: sacct_state(job.job_id) == "FAILED", 30, f"sacct to report job {job.job_id} FAILED")
+    assert wait_until(lambda: sacct_state(job.job_id) == "FAILED", 300, f"sacct to report job {job.job_id} FAILED")
 
 
 def test_preempted_checkpointable_job_is_requeued_and_resumes(slurm_executor, tmp_path):
@@ -186,7 +195,7 @@ def test_preempted_checkpointable_job_is_requeued_and_resumes(slurm_executor, tm
     reference_dir.mkdir()
 
     executor = slurm_executor(name="specc-test-preempt")
-    job = executor.submit(StepCounter(str(interrupted_dir), n_steps, step_s))
+    job = executor.submit(StepCounter(str(interrupted_dir), n_steps, step_s, hold_at=6))
     reference = executor.submit(StepCounter(str(reference_dir), n_steps, step_s))
 
     state_file = interrupted_dir / "state.json"
@@ -197,10 +206,20 @@ def test_preempted_checkpointable_job_is_requeued_and_resumes(slurm_executor, tm
         except (OSError, ValueError):
             return 0
 
-    wait_until(lambda: progress() >= 4, 60, "the job to reach step 4")
+    # The job holds at step 6 until released, so the pre-emption lands mid-run however slowly
+    # the machine delivers it; it is released once the requeued run has started.
+    wait_until(lambda: progress() >= 4, 600, "the job to reach step 4")
     job._interrupt()  # SIGTERM (ignored by submitit) then USR2: pre-emption
 
-    wait_done([job, reference], 120)
+    def restarted():
+        try:
+            return len(json.loads(state_file.read_text())["starts"]) >= 2
+        except (OSError, ValueError):
+            return False
+
+    wait_until(restarted, 600, "the pre-empted job to be requeued and start again")
+    (interrupted_dir / "release").touch()
+    wait_done([job, reference], 600)
     result, ref_result = job.result(), reference.result()
 
     assert ref_result == {"acc": expected, "starts": [0]}
@@ -210,5 +229,5 @@ def test_preempted_checkpointable_job_is_requeued_and_resumes(slurm_executor, tm
         f"expected one restart resuming mid-run, got starts={starts}"
     )
     assert (interrupted_dir / "checkpoints.log").read_text().count("\n") == 1, "checkpoint() should run once"
-    show = subprocess.run(["scontrol", "show", "job", job.job_id], capture_output=True, text=True, timeout=20)
+    show = subprocess.run(["scontrol", "show", "job", job.job_id], capture_output=True, text=True, timeout=120)
     assert "Restarts=1" in show.stdout, show.stdout + show.stderr

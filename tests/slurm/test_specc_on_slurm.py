@@ -34,7 +34,7 @@ executor: {kind: slurm, time_min: 10, cpus: 1, mem_gb: 2}
 
 
 def specc(*args, cwd):
-    return subprocess.run([*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
 def _wait_for(predicate, timeout_s, what):
@@ -57,7 +57,7 @@ def test_dag_on_slurm_with_preemption_matches_local_run(slurm_cluster, tmp_path)
     jobs = {j.stage: JobDir(tmp_path / "slurm-runs" / "jobs" / j.id) for j in plan.jobs}
     online = jobs["online"]
     _wait_for(lambda: (online.checkpoint_dir / "state.pt").exists() and online.status().get("state") == "running",
-              240, "the online job to checkpoint on SLURM")
+              600, "the online job to checkpoint on SLURM")
     slurm_id = online.status()["slurm_job_id"]
     subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, timeout=30)  # pre-emption
 

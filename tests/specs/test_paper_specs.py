@@ -210,7 +210,7 @@ def test_tiny_forms_are_small_and_local(name, profile):
 def test_cli_plans_the_full_profile_as_json(name, tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from specc.cli import main; main()", "plan",
                            str(spec_path(name)), "--profile", "full", "--json", "--workspace", str(tmp_path)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert plan["spec"] == name and plan["executor"]["kind"] == "slurm"

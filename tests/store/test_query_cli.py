@@ -19,7 +19,7 @@ ROWS = [(step, "train/loss", step / 10) for step in range(20)]
 
 def specc(*args, cwd):
     return subprocess.run([sys.executable, "-c", "from specc.cli import main; main()", *map(str, args)],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
