@@ -65,7 +65,8 @@ def render_report(workspace: Path, spec_name: str, output: Path, wanted: list[st
     html = _template().render(
         spec_name=spec_name, spec_path=spec_path, spec_text=spec_text, figures=figures, missing=missing,
         unknown=unknown, findings=verdicts, not_measured=not_measured, **tables,
-        examples=_examples(workspace, tables["dataset_jobs"]), provenance=_provenance(spec_path),
+        examples=_examples(workspace, tables["dataset_jobs"]), job_notes=_job_notes(workspace, tables["jobs"]),
+        provenance=_provenance(spec_path),
         render_s=time.perf_counter() - started, vega_js=vega_bundle(), data_name=DATA_NAME)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +151,19 @@ def _json_default(value):
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def _job_notes(workspace: Path, jobs) -> list[dict]:
+    """What jobs noted in their status.json (records a loader dropped, a capped evaluation)."""
+    notes = []
+    for stage, job_id, *_ in jobs:
+        try:
+            status = json.loads((workspace / "jobs" / job_id / "status.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        notes += [{"stage": stage, "job_id": job_id, "note": str(note)}
+                  for note in (status.get("notes") or []) if isinstance(status, dict)]
+    return notes
 
 
 def _examples(workspace: Path, dataset_jobs) -> list[dict]:

@@ -82,3 +82,15 @@ def test_a_damaged_finished_job_is_rerun_from_scratch_to_the_same_results(run):
     assert capped.id in result.done and jobs["sft"].id in result.cached
     assert capped.is_done() and sorted(capped.read_metrics()) == before  # bit-identical rerun
     assert "has" in capped.status()["rerun_because"]
+
+
+def test_the_report_shows_the_notes(run):
+    from specc.cli import _write_report
+    from specc.store.db import record_spec
+
+    tmp, _, jobs, _ = run
+    plan = compile_spec(tmp / "diverged.yaml")
+    record_spec(tmp / "runs", plan)
+    ingest(tmp / "runs", warn=lambda m: None)
+    html = _write_report(tmp / "runs", plan, tmp / "report.html").read_text()
+    assert "Notes on the data" in html and "holds out only 8 prompts" in html
