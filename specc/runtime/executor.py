@@ -210,8 +210,8 @@ def _submit(workspace: Path, job: Job, kind: str, pdb: bool = False):
         executor.update_parameters(timeout_min=60 * 24 * 7)
     from specc.runtime.job import run_job  # torch is imported by the job, not by the scheduler
 
-    handle = executor.submit(run_job, str(jd.path))
     if kind == "debug":
+        handle = executor.submit(run_job, str(jd.path))
         if pdb:  # submitit's post-mortem debugger on a failure, only when asked for (it waits for a person)
             try:
                 handle.result()
@@ -220,7 +220,14 @@ def _submit(workspace: Path, job: Job, kind: str, pdb: bool = False):
         else:
             handle.exception()  # runs the job in-process; a failure is recorded in the job dir
         return _Finished()  # a DebugJob re-runs a failed function when asked done()
-    return handle
+    # The controller submitit starts inherits an ignored SIGINT, so a Ctrl-C at the terminal
+    # (sent to the whole process group) does not kill it mid-way with a traceback; the job
+    # itself re-enables SIGINT (run_job), and this runner stops it (_stop).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return executor.submit(run_job, str(jd.path))
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Finished:

@@ -6,7 +6,9 @@ traceback in status.json and the log, and re-raises so the executor sees it.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -43,6 +45,9 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     job = JobDir(job_dir)
     if job.is_done():
         return job.id
+    if threading.current_thread() is threading.main_thread():
+        # a worker may start with SIGINT ignored (see executor._submit): Ctrl-C stops the job again
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with job.lock():  # JobBusy if another run has it: that run finishes it
         if job.is_done():  # finished by the run that held the lock before
             return job.id

@@ -30,11 +30,13 @@ stages:
 pytestmark = pytest.mark.slow
 
 
-def test_sigint_stops_the_local_workers_and_marks_them_interrupted(tmp_path):
+@pytest.mark.parametrize("to_group", [False, True], ids=["kill-INT-runner", "ctrl-C-process-group"])
+def test_sigint_stops_the_local_workers_and_marks_them_interrupted(tmp_path, to_group):
     spec = tmp_path / "interrupted.yaml"
     spec.write_text(SPEC)
     runner = subprocess.Popen([*CLI, "run", str(spec), "-w", str(tmp_path / "runs"), "--no-report", "--executor", "local"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # its own process group, as a terminal gives it
     sft = None
     deadline = time.monotonic() + 540  # generous: the machine may be busy; the loop ends as soon as sft trains
     while sft is None and time.monotonic() < deadline and runner.poll() is None:
@@ -43,7 +45,10 @@ def test_sigint_stops_the_local_workers_and_marks_them_interrupted(tmp_path):
         time.sleep(0.2)
     assert sft is not None, "the sft job never checkpointed"
     worker = sft.status()["pid"]
-    runner.send_signal(signal.SIGINT)  # to the runner alone, as `kill -INT` does
+    if to_group:  # what Ctrl-C at a terminal does: every process of the group gets SIGINT
+        os.killpg(runner.pid, signal.SIGINT)
+    else:  # to the runner alone, as `kill -INT` does
+        runner.send_signal(signal.SIGINT)
     out, err = runner.communicate(timeout=300)
     assert runner.returncode == 130, out + err
     assert "Traceback" not in err and "interrupted" in err
