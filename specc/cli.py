@@ -48,13 +48,18 @@ def _workspace(plan, workspace: Path | None) -> Path:
 
 
 def _output_file(path: Path | None) -> Path | None:
-    """An --output FILE the command can write, checked before any work is done."""
+    """An --output FILE the command can write (its folder made if missing), checked before any work."""
     if path is None:
         return None
     if path.is_dir():
         raise UserError(f"--output {path}: is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise UserError(f"--output {path}: the folder {path.parent} does not exist")
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise UserError(f"--output {path}: {existing} is not a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--output {path}: cannot make the folder {path.parent}: {exc.strerror or exc}") from None
     return path
 
 

@@ -29,15 +29,16 @@ def workspace(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["query", "select 1", "-o", "/nonexistent/dir/x.csv"], "--output /nonexistent/dir/x.csv: the folder /nonexistent/dir does not exist"),
-    (["query", "select 1", "-f", "parquet", "-o", "/nonexistent/dir/x.parquet"], "the folder /nonexistent/dir does not exist"),
+    (["query", "select 1", "-o", "/dev/null/dir/x.csv"], "--output /dev/null/dir/x.csv: /dev/null is not a directory"),
+    (["query", "select 1", "-f", "parquet", "-o", "/dev/null/x.parquet"], "/dev/null is not a directory"),
     (["query", "select 1", "-o", "/proc/x.csv"], "cannot write /proc/x.csv"),
+    (["query", "select 1", "-o", "/proc/new/x.csv"], "cannot make the folder /proc/new"),
     (["query", "select 1", "-o", "."], "is a directory"),
-    (["report", QUICKSTART, "-o", "/nonexistent/dir/r.html"], "the folder /nonexistent/dir does not exist"),
+    (["report", QUICKSTART, "-o", "/dev/null/r.html"], "/dev/null is not a directory"),
     (["report", QUICKSTART, "-w", "/dev/null"], "/dev/null is not a directory"),
     (["run", QUICKSTART, "-w", "/dev/null"], "/dev/null is not a directory"),
     (["status", QUICKSTART, "-w", "/dev/null/runs"], "/dev/null is not a directory"),
-    (["schema", "-o", "/nonexistent/dir/schema.json"], "the folder /nonexistent/dir does not exist"),
+    (["schema", "-o", "/dev/null/schema.json"], "/dev/null is not a directory"),
 ])
 def test_bad_paths_are_user_errors_without_a_traceback(workspace, args, message, monkeypatch, capsys):
     from specc.cli import main
@@ -49,7 +50,6 @@ def test_bad_paths_are_user_errors_without_a_traceback(workspace, args, message,
         main()
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
-    assert not Path("/nonexistent").exists()  # nothing made on the way
 
 
 def test_query_never_installs_or_loads_extensions(workspace, tmp_path):

@@ -41,6 +41,15 @@ def finished_job(workspace: Path, job_id: str, metrics: dict[str, list[tuple[int
     return job
 
 
+def running_job(workspace: Path, job_id: str, metrics: dict[str, list[tuple[int, str, float]]], **job_fields) -> JobDir:
+    """A job still training (or resumed): its metric files may still be rewritten."""
+    job = make_job(workspace, job_id, **job_fields)
+    job.mark_running(threads=1)
+    for name, rows in metrics.items():
+        job.write_metrics(name, rows)
+    return job
+
+
 def add_to_spec(workspace: Path, spec_name: str, jobs: dict[str, str]) -> None:
     """What `specc run` records before running: the spec's jobs (job id -> stage)."""
     with connect(workspace) as con:

@@ -12,7 +12,7 @@ import pytest
 from specc.store import db, scan
 from specc.store.db import connect, ingest, query
 from specc.store.schema import TABLES, VIEWS
-from tests.store.jobs import files_on_disk, finished_job, make_job, store_rows
+from tests.store.jobs import files_on_disk, finished_job, make_job, running_job, store_rows
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "store.md"
 
@@ -43,7 +43,8 @@ def test_many_job_dirs_ingest_exactly_and_a_second_ingest_reads_nothing(tmp_path
 
 def test_a_rewritten_file_replaces_its_rows_and_overlapping_files_count_once(tmp_path):
     workspace = tmp_path / "runs"
-    job = finished_job(workspace, "f" * 16, {"train-00000000-00000050": loss_rows(0, 50),
+    # a running job: one that resumes rewrites its files (a finished job's files are fixed, see test_damaged_jobs)
+    job = running_job(workspace, "f" * 16, {"train-00000000-00000050": loss_rows(0, 50),
                                               "train-00000050-00000100": loss_rows(50, 100)})
     ingest(workspace, warn=pytest.fail)
     job.write_metrics("train-00000000-00000050", loss_rows(0, 50, shift=0.5))  # resumed: same name, new values
@@ -59,7 +60,7 @@ def test_a_rewritten_file_replaces_its_rows_and_overlapping_files_count_once(tmp
 def test_a_file_rewritten_after_its_stamp_is_read_again(tmp_path, monkeypatch):
     """The stamp is taken before reading; content newer than its stamp is re-read next time."""
     workspace = tmp_path / "runs"
-    job = finished_job(workspace, "9" * 16, {"train": loss_rows(0, 10)})
+    job = running_job(workspace, "9" * 16, {"train": loss_rows(0, 10)})
 
     def scan_then_rewrite(ws):  # makes the race certain: the job replaces the file between stat and read
         found = scan.scan_jobs(ws)
