@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,8 +31,22 @@ stages:
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    """The sft job's finished upstream jobs, run in-process once: each test's `specc run` starts only sft."""
+    from specc.compiler.plan import compile_spec
+    from specc.runtime.executor import run_local
+
+    tmp = tmp_path_factory.mktemp("upstream")
+    spec = tmp / "interrupted.yaml"
+    spec.write_text(SPEC.replace("  sft:", "  # sft:"))
+    assert run_local(compile_spec(spec), tmp / "runs", kind="debug").ok
+    return tmp / "runs"
+
+
 @pytest.mark.parametrize("to_group", [False, True], ids=["kill-INT-runner", "ctrl-C-process-group"])
-def test_sigint_stops_the_local_workers_and_marks_them_interrupted(tmp_path, to_group):
+def test_sigint_stops_the_local_workers_and_marks_them_interrupted(tmp_path, to_group, upstream):
+    shutil.copytree(upstream, tmp_path / "runs")
     spec = tmp_path / "interrupted.yaml"
     spec.write_text(SPEC)
     runner = subprocess.Popen([*CLI, "run", str(spec), "-w", str(tmp_path / "runs"), "--no-report", "--executor", "local"],
@@ -66,17 +81,19 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_the_debug_executor_never_waits_in_a_debugger_unless_asked(tmp_path):
+@pytest.mark.timeout(300)
+def test_the_debug_executor_never_waits_in_a_debugger_unless_asked(tmp_path, monkeypatch, capfd):
+    from specc.compiler.plan import compile_spec
+    from specc.runtime.executor import run_local
+
     spec = tmp_path / "interrupted.yaml"
     spec.write_text(SPEC)
-    env = {**os.environ, "SPECC_DEVICE": "tpu"}  # every job fails at once, before any work
-    # stdin stays open, as a terminal's would: a debugger prompt would wait on it forever
-    proc = subprocess.Popen([*CLI, "run", str(spec), "-w", str(tmp_path / "runs"), "--no-report", "--executor", "debug"],
-                            cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    monkeypatch.setenv("SPECC_DEVICE", "tpu")  # every job fails at once, before any work
+    read_end, write_end = os.pipe()  # stdin stays open, as a terminal's would: a debugger would wait on it
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read_end))
     try:
-        out, err = proc.communicate(timeout=300)
+        result = run_local(compile_spec(spec), tmp_path / "runs", kind="debug")
     finally:
-        proc.kill()
-    assert proc.returncode == 1, out + err
-    assert "(Pdb)" not in out + err and "SPECC_DEVICE" in err
+        os.close(write_end)
+    assert len(result.failed) == 1 and "SPECC_DEVICE" in next(iter(result.failed.values()))
+    assert "(Pdb)" not in "".join(capfd.readouterr())
