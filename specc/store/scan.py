@@ -116,6 +116,8 @@ def job_row(job: JobScan, spec: dict, status: dict | None) -> dict:
         state = "damaged"  # not done: `specc run` reruns it
     elif job.stamps["DONE"] is not None:
         state = "done"
+    elif known.get("state") == "done":
+        state = "damaged"  # status.json says done, but DONE is gone: not done, `specc run` finishes it again
     else:
         state = known.get("state") or ("unknown" if status is None else "pending")
     return {"job_id": job.job_id, "kind": str(spec["kind"]), "stage": str(spec["stage"]),

@@ -46,3 +46,14 @@ def test_same_size_other_bytes_is_caught_by_the_checksum_and_a_rebuilt_store_agr
     ingest(ws, warn=lambda m: None)  # the store rebuilt from the job dirs says the same
     assert query(ws, f"select status from jobs where job_id = '{job.id}'")[1] == [("damaged",)]
     assert query(ws, "select count(*) from metrics")[1] == [(0,)]
+
+
+def test_a_job_whose_done_marker_was_deleted_is_not_done_anywhere(tmp_path):
+    from specc.runtime.executor import job_state
+
+    ws = tmp_path / "runs"
+    job = finished_job(ws, "d" * 16, {"train-00000000-00000020": ROWS})
+    (job.path / "DONE").unlink()
+    assert job_state(job) == "pending"  # `specc status`: it will run again
+    ingest(ws, warn=lambda m: None)
+    assert query(ws, f"select status from jobs where job_id = '{job.id}'")[1] == [("damaged",)]
