@@ -57,7 +57,8 @@ SPEC_EVALS = """
 spec_evals AS MATERIALIZED (
     SELECT r.*, e.* EXCLUDE (job_id)
     FROM (SELECT job_id, step, {columns} FROM metrics
-          WHERE name IN ({names}) AND job_id IN (SELECT job_id FROM spec_runs WHERE kind = 'align')
+          WHERE name IN ({names}) AND job_id IN (SELECT job_id FROM spec_runs WHERE kind = 'align'
+                                                 AND status NOT IN ('failed', 'damaged'))  -- e.g. diverged
           GROUP BY job_id, step) AS e
     JOIN spec_runs r USING (job_id))""".format(
     columns=", ".join(f"max(value) FILTER (WHERE name = 'eval/{c}') AS {c}" for c in EVAL_COLUMNS),

@@ -94,3 +94,18 @@ def test_the_report_shows_the_notes(run):
     ingest(tmp / "runs", warn=lambda m: None)
     html = _write_report(tmp / "runs", plan, tmp / "report.html").read_text()
     assert "Notes on the data" in html and "holds out only 8 prompts" in html
+
+
+def test_the_report_never_uses_a_failed_jobs_evaluations(run):
+    from specc.reports.queries import WITH_EVALS
+    from specc.store.db import record_spec
+
+    tmp, _, jobs, _ = run
+    record_spec(tmp / "runs", compile_spec(tmp / "diverged.yaml"))
+    ingest(tmp / "runs", warn=lambda m: None)
+    con = duckdb.connect(str(tmp / "runs" / "specc.duckdb"), read_only=True)
+    stored = {j for (j,) in con.execute("select distinct job_id from metrics where name like 'eval/%'").fetchall()}
+    used = {j for (j,) in con.execute(f"{WITH_EVALS} SELECT DISTINCT job_id FROM spec_evals",
+                                      ["diverged", "diverged"]).fetchall()}
+    assert jobs["diverged"].id in stored  # its step-0 evaluation was written before it diverged ...
+    assert jobs["diverged"].id not in used and jobs["capped"].id in used  # ... and the report leaves it out
