@@ -20,3 +20,14 @@ def test_wall_s_counts_the_attempts_not_the_downtime_between_them(tmp_path, monk
     job.mark_done({})  # 2002
     status = job.status()
     assert status["wall_s"] == pytest.approx(15.0) and status["attempt"] == 3 and status["started"] == 100.0
+
+
+def test_a_killed_jobs_message_names_only_logs_that_exist(tmp_path):
+    from specc.runtime.executor import _Finished, _outcome
+
+    job = JobDir(tmp_path / "0123456789abcdef")
+    job.mark_running(threads=1)  # then killed before it wrote a log
+    message = _outcome(_Finished(), job)
+    assert "killed" in message and "log.txt" not in message
+    job.log_path.write_text("Traceback ...\n")
+    assert f"logs: {job.log_path}" in _outcome(_Finished(), job)
