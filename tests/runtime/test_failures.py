@@ -30,6 +30,7 @@ def test_failing_job_marks_dependents_blocked_and_exits_nonzero(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "failed" in proc.stderr and "batch_size 4 differs" in proc.stderr
     assert "log.txt" in proc.stderr  # the message names the job's log
+    assert "[red]" not in proc.stderr  # styled, not printed as markup
     status = specc("status", TINY, "--workspace", tmp_path / "runs",
                    "stages.tandem.train.batch_size=4", "stages.tandem.train.steps=2", cwd=tmp_path)
     line = next(l for l in status.stdout.splitlines() if " tandem " in f" {l} ")
