@@ -26,7 +26,8 @@ from specc.errors import Location, SpecError, SpecErrors, did_you_mean
 # Bump when a change to the runtime changes what an existing job config computes.
 # 2: each prompt computed once for its two responses, GPT-2's tanh GELU as one kernel in tiny
 #    models, both online samples in one decode, fused AdamW, tokens drawn by inverting the CDF.
-RUNTIME_VERSION = 2
+# 3: evaluations record per-item outcomes (win and oracle reward per prompt, verdict per pair).
+RUNTIME_VERSION = 3
 NOT_HASHED = ("description", "sweep")
 # one encoder for every hash: building one per call costs a fifth of the time on big sweeps
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)

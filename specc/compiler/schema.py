@@ -50,6 +50,7 @@ class TrainSettings(Block):
     grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
     seed: NonNegInt = 0
     eval_every: PositiveInt = 25  # evaluate at step 0, every eval_every steps and at the end
+    eval_at: list[NonNegInt] = []  # further steps to evaluate, e.g. dense early ones: [2, 5, 10]
     checkpoint_every: PositiveInt = 50  # resume points (overwritten)
     save_at: list[NonNegInt] = []  # steps kept as named checkpoints, e.g. for `online@800`
     threads: PositiveInt = 1  # torch threads; part of what makes a CPU run bit-reproducible

@@ -1,7 +1,11 @@
 """The paper's evaluation of a policy checkpoint (Sec. 3, 5, App. D, E.1).
 
 Every evaluation uses the same seeded draws (common random numbers), so a
-curve over checkpoints moves because the policy moved, not the dice.
+curve over checkpoints moves because the policy moved, not the dice. Besides the
+means, each evaluation records its per-item outcomes (`outcome/<what>/<index>`:
+the win on each held-out prompt, its oracle reward, the verdict on each pair of
+D_golden): runs evaluated on the same prompts and pairs are then compared item
+by item, paired.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.judges import load_judge
 from specc.runtime.loop import step_generator
-from specc.runtime.metrics import (classifier_accuracy, classifier_scores, exact_token_kl,
+from specc.runtime.metrics import (classifier_accuracy, classifier_correct, classifier_scores, exact_token_kl,
                                    win_outcomes, win_rate_interval)
 from specc.runtime.models import response_logits, response_logprobs, token_logprobs
 
@@ -85,15 +89,20 @@ class Evaluator:
             # the policy's log-probs of its samples come with them
             win_samples, win_logps = self._sample(self.policy, self.win_prompts, "win", keep="logprobs")
             p = self._prefer(self.judge, self.win_prompts, win_samples, self.baseline_responses)
-            rate, lo, hi = win_rate_interval(win_outcomes(p))
-            out.update({"eval/win_rate": rate, "eval/win_rate_lo": lo, "eval/win_rate_hi": hi})
+            wins = win_outcomes(p)
+            rate, lo, hi = win_rate_interval(wins)
+            out.update({"eval/win_rate": rate, "eval/win_rate_lo": lo, "eval/win_rate_hi": hi, **per_item("win", wins)})
             if hasattr(self.judge, "reward"):
-                out["eval/oracle_reward"] = float(np.mean(self.judge.reward(self.win_prompts[0], win_samples[0])))
+                rewards = self.judge.reward(self.win_prompts[0], win_samples[0])
+                out["eval/oracle_reward"] = float(np.mean(rewards))
+                out.update(per_item("oracle_reward", rewards))
             out.update(self._self_classification(kl_samples, win_samples, kl_logits, win_logps))
         if self.pairs is not None:
             chosen, rejected = self._pair_logps(self.policy)
             scores = classifier_scores(chosen, rejected, *self.ref_pair_logps)
-            out["eval/classifier_accuracy"] = classifier_accuracy(scores, torch.ones_like(scores, dtype=torch.bool))
+            correct = classifier_correct(scores, torch.ones_like(scores, dtype=torch.bool))
+            out["eval/classifier_accuracy"] = correct.mean().item()
+            out.update(per_item("classifier_correct", correct))
             out["eval/logp_chosen"] = chosen.mean().item()
             out["eval/logp_rejected"] = rejected.mean().item()
         return out
@@ -126,6 +135,15 @@ class Evaluator:
         decided = decided.to(scores.device)
         out["eval/self_classifier_accuracy"] = classifier_accuracy(scores[decided], (golden > 0.5).to(scores.device)[decided])
         return out
+
+
+OUTCOME_PREFIX = "outcome/"
+
+
+def per_item(name: str, values) -> dict[str, float]:
+    """One metric per evaluated item (prompt or pair), `outcome/<name>/<index>`, for paired comparisons."""
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    return {f"{OUTCOME_PREFIX}{name}/{i:05d}": float(v) for i, v in enumerate(values)}
 
 
 def _same(a, b) -> bool:

@@ -83,7 +83,7 @@ def run_loop(job: JobDir, learner: Learner, stop_after: int | None = None) -> in
     pending: list[tuple[int, str, float]] = []
     last_flush = start
     for step in range(start, train["steps"]):
-        if learner.eval_fn and step % train["eval_every"] == 0:
+        if learner.eval_fn and evaluates_at(train, step):
             job.write_metrics(f"eval-{step:08d}", _rows(step, learner.eval_fn(step)))
         metrics = learner.step_fn(step)
         check_step_metrics(step + 1, metrics)
@@ -103,6 +103,11 @@ def run_loop(job: JobDir, learner: Learner, stop_after: int | None = None) -> in
     if learner.eval_fn:
         job.write_metrics(f"eval-{train['steps']:08d}", _rows(train["steps"], learner.eval_fn(train["steps"])))
     return train["steps"]
+
+
+def evaluates_at(train: dict, step: int) -> bool:
+    """Step 0, every `eval_every` steps, and the extra steps of `eval_at` (the end always)."""
+    return step % train["eval_every"] == 0 or step in train.get("eval_at", ())
 
 
 def _rows(step: int, metrics: dict) -> list[tuple[int, str, float]]:

@@ -45,9 +45,13 @@ def classifier_scores(policy_first, policy_second, ref_first, ref_second) -> tor
     return (policy_first - policy_second) - (ref_first - ref_second)
 
 
-def classifier_accuracy(scores: torch.Tensor, first_is_better: torch.Tensor) -> float:
-    """Share of pairs where sign(f) agrees with the golden label; f == 0 counts half."""
+def classifier_correct(scores: torch.Tensor, first_is_better: torch.Tensor) -> torch.Tensor:
+    """Per pair: 1 where sign(f) agrees with the golden label, 0 where not, 0.5 where f == 0."""
     scores = scores.double()
     correct = torch.where(first_is_better.bool(), scores > 0, scores < 0).double()
-    correct = torch.where(scores == 0, 0.5, correct)
-    return correct.mean().item()
+    return torch.where(scores == 0, 0.5, correct)
+
+
+def classifier_accuracy(scores: torch.Tensor, first_is_better: torch.Tensor) -> float:
+    """Share of pairs where sign(f) agrees with the golden label; f == 0 counts half."""
+    return classifier_correct(scores, first_is_better).mean().item()

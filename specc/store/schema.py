@@ -80,6 +80,12 @@ SELECT job_id, step,
        max(value) FILTER (WHERE name = 'eval/oracle_reward') AS oracle_reward
 FROM metrics WHERE name LIKE 'eval/%' GROUP BY job_id, step"""),
 
+    "eval_outcomes": ("per-item outcomes of every evaluated checkpoint, long format: the win (1, 0.5, 0) and oracle "
+                      "reward on each held-out prompt, the verdict on each pair of D_golden; runs evaluated on the "
+                      "same items compare item by item", """
+SELECT job_id, step, split_part(name, '/', 2) AS outcome, CAST(split_part(name, '/', 3) AS INTEGER) AS item, value
+FROM metrics WHERE name LIKE 'outcome/%'"""),
+
     "kl_vs_winrate": ("win rate against the baseline vs KL to the SFT policy, per checkpoint (paper Fig. 1, 4)", """
 SELECT r.spec_name, r.stage, r.method, r.loss, r.beta, r.lr, r.seed, r.policy_size, r.shuffle_level,
        r.job_id, e.step, e.kl, e.win_rate, e.win_rate_lo, e.win_rate_hi
