@@ -1,80 +1,112 @@
-"""What the claim checks share: the Finding they return, per-seed peak win rates and their
-comparison, and labels for the (loss, policy size) settings a spec compares within.
+"""What the claim checks share: the Finding they return, the spec's runs loaded as paired.Run
+curves (with per-item outcomes where recorded), and labels for the (loss, policy size)
+settings a spec compares within.
 
 Conventions: "online" means online runs judged by a proxy (an online run judged by the
-golden judge is the golden policy, left out); offline runs are pooled over their sweep
-by taking, per seed, the best run's peak; seeds are pooled by averaging per-seed peaks
-(t-interval with two or more seeds, paired where both methods have the same seeds).
+golden judge is the golden policy, left out); a replicate is a job's train.seed with the
+seeds swept upstream of it (e.g. a task seed): runs of one replicate share data, seeds and
+evaluation draws, and are compared with each other, never across replicates.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from specc.reports.figures import size_key
-from specc.reports.queries import WITH_EVALS
-from specc.reports.stats import Estimate, group_difference, mean_estimate, se_from_interval
+from specc.reports.paired import Run
+from specc.reports.queries import WITH_EVALS, WITH_RUNS
 
 
 @dataclass(frozen=True)
 class Finding:
     figure: str
     claim: str
-    verdict: str  # observed | not observed | inconclusive
+    verdict: str  # observed | contradicted | inconclusive
     evidence: str
 
     @property
     def css(self) -> str:
-        return {"observed": "yes", "not observed": "no"}.get(self.verdict, "na")
+        return {"observed": "yes", "contradicted": "no"}.get(self.verdict, "na")
 
 
 @dataclass(frozen=True)
-class Peak:
-    value: float
-    lo: float | None
-    hi: float | None
-    kl: float
-    run: str
+class RunData:
+    """One align run of the spec, with what the claims group and pair it by."""
+    job: str
+    stage: str
+    method: str
+    loss: str
+    size: str
+    replicate: str
+    config: str  # its own swept values (seeds aside), e.g. "loss.beta=0.1"
+    replays: str | None
+    data_stage: str | None
+    on_eval_pairs: bool | None
+    shuffle: float  # a replay's shuffle level (0 for every other run)
+    run: Run
 
 
-def peaks_by_seed(data, group: str, where: str = "TRUE") -> dict:
-    """{group value(s): {seed: Peak}}: per seed, the best checkpoint of the group's runs. A "seed"
-    is a replicate: a job's train.seed with the seeds swept upstream of it (e.g. a task seed)."""
-    out: dict = defaultdict(dict)
-    for *key, seed, value, lo, hi, kl, run in data.rows(f"""{WITH_EVALS}
-            SELECT {group}, replicate, max(win_rate), arg_max(win_rate_lo, win_rate), arg_max(win_rate_hi, win_rate),
-                   arg_max(kl, win_rate), arg_max(stage || ' ' || sweep_label, win_rate)
-            FROM spec_evals WHERE win_rate IS NOT NULL AND {where} GROUP BY ALL"""):
-        out[key[0] if len(key) == 1 else tuple(key)][seed] = Peak(value, lo, hi, kl, run)
+def load_runs(data, column: str, outcome: str | None = None, methods=("online", "offline")) -> list[RunData]:
+    """The spec's runs of `methods` with their checkpoints' `column` (an eval metric) and, where
+    every checkpoint has them, the per-item outcomes `outcome` (win, oracle_reward,
+    classifier_correct) as the items of each Run."""
+    listed = ", ".join(f"'{m}'" for m in methods)
+    rows = data.rows(f"""{WITH_EVALS}
+        SELECT job_id, stage, method, loss, policy_size, replicate, sweep_json, replays, data_stage, on_eval_pairs,
+               coalesce(shuffle_level, 0), step, coalesce(kl, 'nan'::DOUBLE), {column}
+        FROM spec_evals WHERE method IN ({listed}) AND {column} IS NOT NULL ORDER BY job_id, step""")
+    items = _items(data, outcome, listed) if outcome else {}
+    by_job: dict = defaultdict(list)
+    for row in rows:
+        by_job[row[0]].append(row)
+    out = []
+    for job, checkpoints in by_job.items():
+        _, stage, method, loss, size, replicate, sweep, replays, data_stage, on_pairs, shuffle = checkpoints[0][:11]
+        steps = [c[11] for c in checkpoints]
+        per_step = items.get(job, {})
+        matrix = np.array([per_step[s] for s in steps]) if per_step and all(s in per_step for s in steps) else None
+        if matrix is not None and matrix.ndim != 2:
+            matrix = None
+        run = Run.of(f"{stage} {_config_label(sweep)}".strip(), steps, [c[12] for c in checkpoints],
+                     [c[13] for c in checkpoints], matrix)
+        out.append(RunData(job, stage, method, str(loss), str(size), str(replicate), _config_label(sweep),
+                           replays, data_stage, on_pairs, float(shuffle), run))
     return out
 
 
-def pooled(peaks: dict) -> Estimate:
-    ordered = [peaks[s] for s in sorted(peaks, key=str)]
-    return mean_estimate([p.value for p in ordered], [se_from_interval(p.lo, p.hi) for p in ordered])
+def _items(data, outcome: str, methods: str) -> dict:
+    """{job: {step: item outcomes in item order}} from the `outcome/<outcome>/<item>` metric rows."""
+    frame = data.df(f"""{WITH_RUNS}
+        SELECT m.job_id, m.step, CAST(split_part(m.name, '/', 3) AS INTEGER) AS item, m.value FROM metrics m
+        WHERE m.name LIKE 'outcome/{outcome}/%' AND m.job_id IN (SELECT job_id FROM spec_runs WHERE method IN ({methods}))
+        ORDER BY m.job_id, m.step, item""")
+    out: dict = defaultdict(dict)
+    for (job, step), group in frame.groupby(["job_id", "step"], sort=False):
+        values = group["value"].to_numpy()
+        if np.array_equal(group["item"].to_numpy(), np.arange(len(values))):
+            out[job][int(step)] = values
+    return out
 
 
-def compare(a: dict, b: dict) -> tuple[Estimate, Estimate, Estimate, str]:
-    """Pooled peaks of a and b and a - b over seeds: paired when both have the same two or
-    more seeds, else as two groups (see stats.group_difference)."""
-    est_a, est_b = pooled(a), pooled(b)
-    se = {key: {seed: se_from_interval(p.lo, p.hi) for seed, p in peaks.items()} for key, peaks in (("a", a), ("b", b))}
-    if len(a) >= 2 and set(a) == set(b):
-        floors = [np.hypot(se["a"][s], se["b"][s]) if se["a"][s] is not None and se["b"][s] is not None else None
-                  for s in a]
-        return est_a, est_b, mean_estimate([a[s].value - b[s].value for s in a], floors), f"paired over {len(a)} seeds"
-    diff = group_difference([p.value for p in a.values()], [p.value for p in b.values()],
-                            list(se["a"].values()), list(se["b"].values()))
-    if len(a) >= 2 and len(b) >= 2:
-        how = f"Welch over seeds, {len(a)} and {len(b)}"
-    elif len(a) >= 2 or len(b) >= 2:
-        how = f"seeds {len(a)} and {len(b)}: the larger group's spread stands for both"
-    else:
-        how = "one seed: binomial intervals of the peak checkpoints" if diff.has_interval else "no interval"
-    return est_a, est_b, diff, how
+def _config_label(sweep_json: str | None) -> str:
+    """A run's own swept values, seeds (which make replicates, not configurations) left out."""
+    try:
+        sweep = json.loads(sweep_json) if sweep_json else {}
+    except (TypeError, ValueError):
+        return ""
+    own = {k.split(".", 1)[1] if "." in k else k: v for k, v in sweep.items() if not k.endswith("seed")}
+    return ", ".join(f"{k}={v}" for k, v in sorted(own.items()))
+
+
+def by_replicate(runs: list[RunData]) -> dict[str, list[RunData]]:
+    out: dict = defaultdict(list)
+    for r in runs:
+        out[r.replicate].append(r)
+    return dict(sorted(out.items()))
 
 
 def runs_label(n: int) -> str:

@@ -8,182 +8,166 @@ from collections import defaultdict
 
 import numpy as np
 
-from specc.reports.claim_data import Finding, runs_label, setting_label, settings_of
+from specc.reports.claim_data import Finding, RunData, by_replicate, load_runs, setting_label, settings_of
+from specc.reports.paired import Summary, across, difference, mean_of, plateau, within_replicate_correlation
 from specc.reports.queries import WITH_EVALS, WITH_RUNS
-from specc.reports.stats import (Estimate, binomial_se, correlation_interval, group_difference, mean_estimate,
-                                 se_from_interval, verdict_positive)
+from specc.reports.stats import Estimate, binomial_se, correlation_interval, mean_estimate, verdict_positive
 
 TANDEM_TOLERANCE = 1e-3  # App. F: the paper's tandem losses agree within 0.1%
 
 
-def replay_pairs(data, where: str) -> list[tuple]:
-    """(replay job, its shuffle level, peak, lo, hi, online peak, lo, hi) per replay run."""
-    return data.rows(f"""{WITH_EVALS},
-        peak AS (SELECT job_id, max(win_rate) AS p, arg_max(win_rate_lo, win_rate) AS lo,
-                        arg_max(win_rate_hi, win_rate) AS hi
-                 FROM spec_evals WHERE win_rate IS NOT NULL GROUP BY job_id)
-        SELECT r.job_id, r.shuffle_level, t.p, t.lo, t.hi, o.p, o.lo, o.hi
-        FROM spec_runs r JOIN peak t ON t.job_id = r.job_id JOIN peak o ON o.job_id = r.replays
-        WHERE r.replays IS NOT NULL AND {where} ORDER BY r.shuffle_level, r.job_id""")
-
-
-def paired_replay_gap(pairs) -> Estimate:
-    """online peak - replay peak, over replay runs (each paired with the online run it replays)."""
-    gaps, floors = [], []
-    for _, _, tp, tlo, thi, op, olo, ohi in pairs:
-        gaps.append(op - tp)
-        ses = (se_from_interval(tlo, thi), se_from_interval(olo, ohi))
-        floors.append(None if None in ses else float(np.hypot(*ses)))
-    return mean_estimate(gaps, floors)
+def replay_gaps(data, level_filter) -> dict:
+    """{shuffle level: [Summary per replicate]}: the online run's plateau minus its replay's,
+    item by item (a replay is evaluated on the same prompts as the run it replays)."""
+    runs = load_runs(data, "win_rate", "win", methods=("online", "tandem", "tandem-shuffled"))
+    online = {r.job: r for r in runs if r.method == "online"}
+    per_level: dict = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        if r.replays in online and level_filter(r.shuffle):
+            per_level[r.shuffle][r.replicate].append(difference(plateau(online[r.replays].run), plateau(r.run)))
+    return {level: [mean_of(gaps) for _, gaps in sorted(reps.items())] for level, reps in sorted(per_level.items())}
 
 
 def shuffled_below_online(data, claim) -> list[Finding]:
-    pairs = replay_pairs(data, "r.shuffle_level > 0")
-    if not pairs:
+    gaps = replay_gaps(data, lambda level: level > 0)
+    if not gaps:
         return []
-    level = max(p[1] for p in pairs)
-    pairs = [p for p in pairs if p[1] == level]
-    gap = paired_replay_gap(pairs)
-    exact = replay_pairs(data, "r.shuffle_level = 0")
-    also = f"; exact-order replay: online − tandem {paired_replay_gap(exact):+.3f}" if exact else ""
+    level = max(gaps)
+    gap, how = across(gaps[level])
+    exact = replay_gaps(data, lambda lv: lv == 0)
+    also = f"; exact-order replay: online − tandem {across(exact[0.0])[0]:+.3f}" if exact else ""
     return [Finding("Fig. 4", claim.claim, verdict_positive(gap),
-                    f"peak win rate, online − offline on its stream shuffled (level {level:g}), over {len(pairs)} "
-                    f"replay run(s): {gap:+.3f}{also}")]
+                    f"plateau win rate, online − offline on its stream shuffled (level {level:g}): {gap:+.3f} "
+                    f"({how}){also}")]
 
 
 def shuffle_levels(data, claim) -> list[Finding]:
-    pairs = replay_pairs(data, "TRUE")
-    levels = sorted({p[1] for p in pairs if p[1] > 0})
-    if len(levels) < 2:
+    gaps = replay_gaps(data, lambda level: level > 0)
+    if len(gaps) < 2:
         return []
-    small, large = (paired_replay_gap([p for p in pairs if p[1] == lv]) for lv in (levels[0], levels[-1]))
-    if large.has_interval and large.lo > 0 and small.has_interval and not small.lo > 0:
+    levels = sorted(gaps)
+    (small, how), (large, _) = across(gaps[levels[0]]), across(gaps[levels[-1]])
+    if verdict_positive(large) == "observed" and verdict_positive(small) != "observed":
         verdict = "observed"
-    elif large.value <= 0 or (small.has_interval and small.lo > 0):
-        verdict = "not observed"
+    elif verdict_positive(large) == "contradicted" or verdict_positive(small) == "observed":
+        verdict = "contradicted"
     else:
         verdict = "inconclusive"
     return [Finding("Fig. 13", claim.claim, verdict,
-                    f"peak win rate below the online run it replays: shuffle {levels[0]:g}: {small:+.3f}; "
-                    f"shuffle {levels[-1]:g}: {large:+.3f}")]
+                    f"plateau win rate below the online run it replays: shuffle {levels[0]:g}: {small:+.3f}; "
+                    f"shuffle {levels[-1]:g}: {large:+.3f} ({how})")]
 
 
 def proxy_beats_policy(data, claim) -> list[Finding]:
-    checkpoints = data.rows(f"""{WITH_EVALS},
-        ck AS (SELECT job_id, step, lag(step, 1, -1) OVER (PARTITION BY job_id ORDER BY step) AS prev,
-                      coalesce(online_classifier_accuracy, self_classifier_accuracy) AS policy,
-                      proxy_accuracy_on_policy AS proxy, least(kl_prompts, win_prompts) AS pairs
-               FROM spec_evals WHERE method = 'online'),
-        stream AS (SELECT m.job_id, m.step, m.value FROM metrics m
-                   WHERE m.name = 'online/judge_accuracy_golden' AND m.job_id IN (SELECT job_id FROM ck))
-        SELECT ck.job_id, ck.step, any_value(ck.policy), coalesce(any_value(ck.proxy), avg(s.value)),
-               any_value(ck.pairs)
-        FROM ck LEFT JOIN stream s ON s.job_id = ck.job_id AND s.step > ck.prev AND s.step <= ck.step
-        WHERE ck.step > 0 GROUP BY ck.job_id, ck.step ORDER BY ck.job_id, ck.step""")
-    per_run = defaultdict(list)  # job -> [(proxy - policy, its binomial se, proxy, policy)]
-    for job, _, policy, proxy, pairs in checkpoints:
+    checkpoints = data.rows(f"""{WITH_EVALS}
+        SELECT replicate, job_id, step, coalesce(online_classifier_accuracy, self_classifier_accuracy),
+               proxy_accuracy_on_policy, least(kl_prompts, win_prompts)
+        FROM spec_evals WHERE method = 'online' AND step > 0 ORDER BY job_id, step""")
+    per_run: dict = defaultdict(list)  # (replicate, job) -> [(proxy - policy, its binomial se, proxy, policy)]
+    for replicate, job, _, policy, proxy, pairs in checkpoints:
         if policy is not None and proxy is not None:
             se = np.hypot(binomial_se(proxy, pairs), binomial_se(policy, pairs))
-            per_run[job].append((proxy - policy, se, proxy, policy))
+            per_run[(replicate, job)].append((proxy - policy, se, proxy, policy))
     if not per_run:
         return []
-    if len(per_run) >= 2:
-        means = [(np.mean([c[0] for c in cks]), np.sqrt(np.mean([c[1] ** 2 for c in cks]) / len(cks)))
-                 for cks in per_run.values()]
-        gap = mean_estimate([m for m, _ in means], [se for _, se in means])
-        unit = f"over {len(per_run)} online runs"
-    else:
-        (cks,) = per_run.values()
-        gap = mean_estimate([c[0] for c in cks], [c[1] for c in cks])
-        unit = f"over the {len(cks)} checkpoint(s) of one online run"
+    gap, unit = _over_runs({key: ([c[0] for c in cks], float(np.mean([c[1] for c in cks])))
+                            for key, cks in per_run.items()})
     every = [c for cks in per_run.values() for c in cks]
     proxy, policy = np.mean([c[2] for c in every]), np.mean([c[3] for c in every])
     return [Finding("Fig. 6", claim.claim, verdict_positive(gap),
-                    f"agreement with the golden judge on the online policy's samples: proxy judge {proxy:.3f}, "
-                    f"policy as classifier {policy:.3f}; proxy − policy {gap:+.3f} ({unit})")]
+                    f"agreement with the golden judge on the online policy's samples, mean over trained checkpoints: "
+                    f"proxy judge {proxy:.3f}, policy as classifier {policy:.3f}; proxy − policy {gap:+.3f} ({unit})")]
+
+
+def _over_runs(per_run: dict) -> tuple[Estimate, str]:
+    """{(replicate, job): (values over checkpoints, one checkpoint's se)} -> the mean of each
+    run's mean: t over replicates with two or more, else one checkpoint's own interval (the
+    checkpoints share their draws, so averaging them is not counted as more evidence)."""
+    by_rep: dict = defaultdict(list)
+    for (replicate, _), (values, _) in per_run.items():
+        by_rep[replicate].append(float(np.mean(values)))
+    if len(by_rep) >= 2:
+        return mean_estimate([np.mean(v) for v in by_rep.values()]), f"over {len(by_rep)} replicates, t({len(by_rep) - 1})"
+    means = [np.mean(values) for values, _ in per_run.values()]
+    se = float(np.mean([s for _, s in per_run.values()]))
+    return Estimate(float(np.mean(means)), se), "one replicate: one checkpoint's binomial error, checkpoints not pooled"
 
 
 def proxy_decays(data, claim) -> list[Finding]:
-    per_run = data.rows(f"""{WITH_RUNS},
-        s AS (SELECT m.job_id, m.step, m.value, max(m.step) OVER (PARTITION BY m.job_id) AS last
-              FROM metrics m JOIN spec_runs r USING (job_id)
-              WHERE r.method = 'online' AND m.name = 'online/judge_accuracy_golden')
-        SELECT job_id, avg(value) FILTER (WHERE step <= 0.2 * last), avg(value) FILTER (WHERE step > 0.8 * last),
-               var_samp(value) FILTER (WHERE step <= 0.2 * last), var_samp(value) FILTER (WHERE step > 0.8 * last),
-               count(*) FILTER (WHERE step <= 0.2 * last), count(*) FILTER (WHERE step > 0.8 * last)
-        FROM s GROUP BY job_id HAVING count(*) >= 10 ORDER BY job_id""")
+    per_run = data.rows(f"""{WITH_EVALS},
+        s AS (SELECT replicate, job_id, step, proxy_accuracy_on_policy AS value, least(kl_prompts, win_prompts) AS pairs,
+                     max(step) OVER (PARTITION BY job_id) AS last
+              FROM spec_evals WHERE method = 'online' AND proxy_accuracy_on_policy IS NOT NULL)
+        SELECT replicate, job_id, avg(value) FILTER (WHERE step <= 0.2 * last),
+               avg(value) FILTER (WHERE step >= 0.8 * last), any_value(pairs)
+        FROM s GROUP BY replicate, job_id HAVING count(*) >= 3 ORDER BY job_id""")
+    per_run = [r for r in per_run if r[2] is not None and r[3] is not None]
     if not per_run:
         return []
-    early, late = np.mean([r[1] for r in per_run]), np.mean([r[2] for r in per_run])
-    if len(per_run) >= 2:
-        drop, unit = mean_estimate([r[1] - r[2] for r in per_run]), f"over {len(per_run)} online runs"
-    else:
-        _, first, last, var_first, var_last, n_first, n_last = per_run[0]
-        se = (float(np.sqrt((var_first or 0) / n_first + (var_last or 0) / n_last))
-              if n_first > 1 and n_last > 1 else None)
-        drop, unit = mean_estimate([first - last], [se]), "one run: from the per-step spread"
+    drop, unit = _over_runs({(rep, job): ([early - late], float(np.hypot(binomial_se(early, n), binomial_se(late, n))))
+                             for rep, job, early, late, n in per_run})
+    early, late = np.mean([r[2] for r in per_run]), np.mean([r[3] for r in per_run])
     return [Finding("Fig. 6", claim.claim, verdict_positive(drop),
-                    f"proxy judge's agreement with the golden judge on the online stream: first 20% of steps "
-                    f"{early:.3f}, last 20% {late:.3f}; drop {drop:+.3f} ({unit})")]
+                    f"the proxy judge's own verdicts (its preferred side) against the golden judge's on pairs of the "
+                    f"online policy's samples: first 20% of steps {early:.3f}, last 20% {late:.3f}; drop "
+                    f"{drop:+.3f} ({unit})")]
 
 
 def accuracy_not_predictive(data, claim) -> list[Finding]:
-    (r, n), = data.rows(f"""{WITH_EVALS}
-        SELECT corr(classifier_accuracy, win_rate), count(*) FROM spec_evals
-        WHERE classifier_accuracy IS NOT NULL AND win_rate IS NOT NULL AND step > 0""")
-    interval = correlation_interval(r, n) if r is not None else None
+    runs = load_runs(data, "classifier_accuracy")
+    wins = {r.job: r for r in load_runs(data, "win_rate")}
+    points: dict = defaultdict(list)
+    for r in runs:
+        if r.job in wins:
+            points[r.replicate].append((plateau(r.run).value, plateau(wins[r.job].run).value))
+    fitted = within_replicate_correlation(points)
+    interval = correlation_interval(*fitted) if fitted else None
     if interval is None:
         return []
-    lo, hi = interval
-    verdict = "observed" if lo <= 0 <= hi else ("not observed" if abs(r) >= 0.5 else "inconclusive")
+    (r, n), (lo, hi) = fitted, interval
+    verdict = "observed" if hi < 0 else ("contradicted" if lo > 0 else "inconclusive")
     return [Finding("Fig. 7", claim.claim, verdict,
-                    f"Pearson correlation of accuracy on D_golden with win rate over {n} checkpoints: "
-                    f"r = {r:+.2f} [{lo:+.2f}, {hi:+.2f}]")]
+                    f"Pearson correlation, over online and offline runs, of plateau accuracy on D_golden with plateau "
+                    f"win rate, within replicates: r = {r:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n:g} effective runs); "
+                    f"observed only where higher accuracy goes with a lower win rate")]
 
 
-def final_by_method(data, expression: str, column: str) -> dict:
-    """{(loss, size): {method: [(value, classifier_pairs)]}} of `expression` per online/offline run."""
-    out = defaultdict(lambda: defaultdict(list))
-    for loss, size, method, value, pairs in data.rows(f"""{WITH_EVALS}
-            SELECT loss, policy_size, method, {expression}, any_value(classifier_pairs) FROM spec_evals
-            WHERE method IN ('online', 'offline') AND {column} IS NOT NULL
-            GROUP BY loss, policy_size, method, job_id"""):
-        if value is not None:
-            out[(loss, size)][method].append((value, pairs))
-    return {k: v for k, v in out.items() if "online" in v and "offline" in v}
+def _per_offline_config(runs: list[RunData], statistic) -> dict:
+    """{(loss, size, offline config): [statistic(offline run, online runs) per replicate]}."""
+    out: dict = defaultdict(list)
+    for replicate, reps in by_replicate(runs).items():
+        online = [r for r in reps if r.method == "online"]
+        if not online:
+            continue
+        for r in reps:
+            if r.method == "offline":
+                out[(r.loss, r.size, r.config or r.stage)].append(statistic(r, online))
+    return dict(sorted(out.items()))
 
 
 def offline_classifies_better(data, claim) -> list[Finding]:
-    by_setting = final_by_method(data, "arg_max(classifier_accuracy, step)", "classifier_accuracy")
-    settings, out = settings_of(by_setting), []
-    for setting in settings:
-        final = by_setting[setting]
-        (off, off_se), (on, on_se) = ([[v for v, _ in final[m]], [binomial_se(v, n) for v, n in final[m]]]
-                                      for m in ("offline", "online"))
-        diff = group_difference(off, on, off_se, on_se)
-        off, on = mean_estimate(off, off_se), mean_estimate(on, on_se)
-        out.append(Finding("Fig. 8", claim.claim + setting_label(setting, settings)[1], verdict_positive(diff),
-                           f"final accuracy on D_golden: offline {off} ({runs_label(len(final['offline']))}), "
-                           f"online {on} "
-                           f"({runs_label(len(final['online']))}); offline − online {diff:+.3f}"))
+    gaps = _per_offline_config(load_runs(data, "classifier_accuracy", "classifier_correct"), lambda off, on: difference(
+        plateau(off.run), mean_of([plateau(r.run) for r in on])))
+    settings, out = settings_of((loss, size) for loss, size, _ in gaps), []
+    for (loss, size, config), per_replicate in gaps.items():
+        diff, how = across(per_replicate, "pairs of D_golden")
+        out.append(Finding("Fig. 8", claim.claim + setting_label((loss, size), settings)[1] + f" (offline {config})",
+                           verdict_positive(diff),
+                           f"plateau accuracy on D_golden, offline ({config}) − online: {diff:+.3f} ({how})"))
     return out
 
 
 def winners_fall_most_offline(data, claim) -> list[Finding]:
-    by_setting = final_by_method(data, "arg_max(logp_chosen, step) - arg_min(logp_chosen, step)", "logp_chosen")
-    settings, out = settings_of(by_setting), []
-    for setting in settings:
-        change = by_setting[setting]
-        off, on = ([v for v, _ in change[m]] for m in ("offline", "online"))
-        diff = group_difference(on, off)
-        off, on = mean_estimate(off), mean_estimate(on)
-        note = "" if diff.has_interval else " (no interval: one run per method; decided on the estimates)"
-        verdict = verdict_positive(diff) if diff.has_interval else (
-            "observed" if diff.value > 0 and off.value < 0 else "not observed")
-        out.append(Finding("Fig. 8", claim.claim + setting_label(setting, settings)[1], verdict,
-                           f"change of the mean log π(y_w|x) on D_golden, first to last checkpoint: offline "
-                           f"{off:+.2f} ({runs_label(len(change['offline']))}), online {on:+.2f} "
-                           f"({runs_label(len(change['online']))}); online − offline {diff:+.2f}{note}"))
+    change = lambda run: Summary(float(run.value[-1] - run.value[0]))  # noqa: E731
+    gaps = _per_offline_config(load_runs(data, "logp_chosen"), lambda off, on: difference(
+        mean_of([change(r.run) for r in on]), change(off.run)))
+    settings, out = settings_of((loss, size) for loss, size, _ in gaps), []
+    for (loss, size, config), per_replicate in gaps.items():
+        diff, how = across(per_replicate)
+        out.append(Finding("Fig. 8", claim.claim + setting_label((loss, size), settings)[1] + f" (offline {config})",
+                           verdict_positive(diff),
+                           f"change of the mean log π(y_w|x) on D_golden, first to last checkpoint, online − offline "
+                           f"({config}): {diff:+.2f} ({how})"))
     return out
 
 

@@ -31,7 +31,7 @@ spec_runs AS MATERIALIZED (
                      = json_extract_string(j.upstream, '$."evaluate.judge"') THEN '{GOLDEN_ONLINE}'
                 ELSE r.method END AS method,
            r.loss, r.beta, r.lr, r.seed, r.replicate, r.policy_size, r.shuffle_level,
-           r.status, r.wall_s, {SWEEP_LABEL} AS sweep_label,
+           r.status, r.wall_s, {SWEEP_LABEL} AS sweep_label, CAST(r.sweep AS VARCHAR) AS sweep_json,
            coalesce(ds.stage, dj.stage, json_extract_string(r.config, '$.sampler.offline')) AS data_stage,
            json_extract_string(j.upstream, '$."sampler.offline"')
                = json_extract_string(j.upstream, '$."evaluate.pairs"') AS on_eval_pairs,

@@ -1,11 +1,12 @@
-"""Small statistics for the findings: means and differences with 95% intervals, correlations.
+"""Small statistics for the findings: means and differences with 95% intervals, correlations,
+and the three-way verdict every claim gets.
 
-Units are seeds or runs. A mean over two or more units gets a Student-t interval from
-their spread, unless the spread is smaller than the units' own measurement error (a win
-rate's binomial interval) allows: then that error gives a normal interval, so two runs
-that happen to agree do not claim a zero-width interval. A single unit carries only its
-measurement error (normal interval), which ignores seed-to-seed variation: the evidence
-text says which kind each interval is.
+Units are replicates (seeds), runs or evaluated items (held-out prompts, pairs of D_golden).
+A mean over two or more units gets a Student-t interval with n - 1 degrees of freedom from
+their spread, never narrower: when the spread is smaller than the units' own measurement
+error (a win rate's binomial interval) allows, that error widens it, still with t(n - 1).
+A single unit carries only its measurement error (normal interval), which ignores
+seed-to-seed variation: the evidence text says which kind each interval is.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def mean_estimate(values: Sequence[float], measurement_se: Sequence[float | None
         spread, floor = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n), _floor_se(
             measurement_se, n)
         # units that agree more closely than their measurement error allows: that (known) error
-        # is the uncertainty, with a normal interval rather than one from a t with n - 1 df
-        return Estimate(mean, spread, n - 1, n) if spread >= floor else Estimate(mean, floor, math.inf, n)
+        # widens the interval; the quantile stays t(n - 1), so it is never narrower than the t-interval
+        return Estimate(mean, max(spread, floor), n - 1, n)
     se = measurement_se[0] if measurement_se else None
     return Estimate(mean, se if se is not None and math.isfinite(se) else None, math.inf, 1)
 
@@ -108,14 +109,31 @@ def group_difference(a: Sequence[float], b: Sequence[float], a_se: Sequence[floa
     return Estimate(value, math.hypot(ea.se, eb.se))
 
 
+OBSERVED, CONTRADICTED, INCONCLUSIVE = "observed", "contradicted", "inconclusive"
+
+
 def verdict_positive(diff: Estimate) -> str:
-    """For a claim 'diff > 0': observed when the interval is above 0, not observed when the
-    estimate is not above 0, inconclusive in between (or when there is no interval)."""
-    if diff.value <= 0:
-        return "not observed"
-    if diff.has_interval and diff.lo > 0:
-        return "observed"
-    return "inconclusive"
+    """For a claim 'diff > 0': observed when the 95% interval lies above 0, contradicted when it
+    lies below 0, inconclusive when it contains 0 or there is no interval. The estimate's sign
+    alone never decides: a small negative estimate with a wide interval is inconclusive."""
+    if not diff.has_interval or diff.se == 0:
+        return INCONCLUSIVE
+    if diff.lo > 0:
+        return OBSERVED
+    if diff.hi < 0:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def items_estimate(differences) -> Estimate:
+    """Mean of per-item (per-prompt, per-pair) paired differences, with a t-interval over items."""
+    values = [float(v) for v in differences]
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return Estimate(mean, None)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return Estimate(mean, sd / math.sqrt(n), n - 1, n)
 
 
 def se_from_interval(lo: float | None, hi: float | None) -> float | None:
@@ -130,8 +148,9 @@ def binomial_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.25 / n) / n)
 
 
-def correlation_interval(r: float, n: int) -> tuple[float, float] | None:
-    """Fisher-z 95% interval of a Pearson correlation over n points."""
+def correlation_interval(r: float, n: float) -> tuple[float, float] | None:
+    """Fisher-z 95% interval of a Pearson correlation over n independent points (n may be an
+    effective count, e.g. runs less the replicate means removed)."""
     if n < 4 or r is None or not math.isfinite(r):
         return None
     r = max(min(r, 0.999999), -0.999999)
