@@ -89,31 +89,41 @@ def over_optimisation(data, claim) -> list[Finding]:
         mine = [r for r in runs if r.method == method and len(r.run.steps) >= 3]
         if not mine:
             continue
-        rises, falls, still = [], [], 0
-        for reps in by_replicate(mine).values():
-            fitted = [rise_and_fall(r.run) for r in reps]
-            if any(f is None for f in fitted):
-                continue
-            rises.append(mean_of([f[0] for f in fitted]))
-            falls.append(mean_of([f[1] for f in fitted]))
-            still += sum(int(np.argmax(r.run.value)) == len(r.run.value) - 1 for r in reps)
-        if not falls:
+        still = sum(int(np.argmax(r.run.value)) == len(r.run.value) - 1 for r in mine)
+        decided = over_optimisation_verdict([[r.run for r in reps] for reps in by_replicate(mine).values()])
+        if decided is None:
             out.append(Finding("Fig. 1", f"{claim.claim} ({method})", "inconclusive",
                                f"{runs_label(len(mine))}: needs per-prompt outcomes (outcome/win/*) to choose each "
                                f"run's peak on half the prompts and measure it on the other half"))
             continue
-        (rise, how), (fall, _) = across(rises), across(falls)
-        if verdict_positive(rise) == "observed" and verdict_positive(fall) == "observed":
-            verdict = "observed"
-        elif verdict_positive(rise) == "observed" and fall.hi <= 0:
-            verdict = "contradicted"  # a significant rise and no fall: still at (or rising to) its peak
-        else:
-            verdict = "inconclusive"
+        verdict, rise, fall, how = decided
         out.append(Finding("Fig. 1", f"{claim.claim} ({method})", verdict,
                            f"win rate at each run's peak (chosen on half the held-out prompts, measured on the "
                            f"other half) minus its first checkpoint {rise:+.3f}, minus its last checkpoint "
                            f"{fall:+.3f} ({how}); {still}/{len(mine)} runs end at their best checkpoint"))
     return out
+
+
+def over_optimisation_verdict(replicates: list[list]) -> tuple | None:
+    """(verdict, rise, fall, how) over replicates, each a list of one method's Runs; None when
+    no replicate has per-item outcomes for every run. Observed: a significant rise from the
+    first checkpoint to the (cross-fitted) peak and a significant fall from it to the last."""
+    rises, falls = [], []
+    for runs in replicates:
+        fitted = [rise_and_fall(run) for run in runs]
+        if fitted and all(f is not None for f in fitted):
+            rises.append(mean_of([f[0] for f in fitted]))
+            falls.append(mean_of([f[1] for f in fitted]))
+    if not falls:
+        return None
+    (rise, how), (fall, _) = across(rises), across(falls)
+    if verdict_positive(rise) == "observed" and verdict_positive(fall) == "observed":
+        verdict = "observed"
+    elif verdict_positive(rise) == "observed" and fall.hi <= 0:
+        verdict = "contradicted"  # a significant rise and no fall: still at (or rising to) its peak
+    else:
+        verdict = "inconclusive"
+    return verdict, rise, fall, how
 
 
 def _most_common(names: list[str]) -> str:
@@ -122,7 +132,7 @@ def _most_common(names: list[str]) -> str:
     return name if len(names) == 1 else f"most often {name}, {n}/{len(names)}"
 
 
-def _plateau_gaps(replicates: dict) -> list:
+def plateau_gaps(replicates: dict) -> list:
     """Per replicate: online's plateau minus the best offline run's. {replicate: {method: [RunData]}}."""
     return [difference(mean_of([plateau(r.run) for r in methods["online"]]),
                        best_plateau([r.run for r in methods["offline"]])[1]) for methods in replicates.values()]
@@ -140,7 +150,7 @@ def better_data(data, claim) -> list[Finding]:
             replicates = _settings(chosen).get(setting, {})
             if not replicates:
                 continue
-            diff, how = across(_plateau_gaps(replicates))
+            diff, how = across(plateau_gaps(replicates))
             verdicts.append(verdict_positive(diff))
             parts.append(f"offline on {dataset}: online − best offline plateau win rate {diff:+.3f} ({how})")
         if not verdicts:
@@ -159,7 +169,7 @@ def scaling_narrows(data, claim) -> list[Finding]:
                        key=size_key)
         if len(sizes) < 2:
             continue
-        gaps = {size: dict(zip(grouped[(loss, size)], _plateau_gaps(grouped[(loss, size)]))) for size in sizes}
+        gaps = {size: dict(zip(grouped[(loss, size)], plateau_gaps(grouped[(loss, size)]))) for size in sizes}
         first, last = sizes[0], sizes[-1]
         last_gap, how = across(list(gaps[last].values()))
         shared = sorted(set(gaps[first]) & set(gaps[last]))

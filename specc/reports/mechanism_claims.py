@@ -120,16 +120,25 @@ def accuracy_not_predictive(data, claim) -> list[Finding]:
     for r in runs:
         if r.job in wins:
             points[r.replicate].append((plateau(r.run).value, plateau(wins[r.job].run).value))
-    fitted = within_replicate_correlation(points)
-    interval = correlation_interval(*fitted) if fitted else None
-    if interval is None:
+    decided = correlation_verdict(points)
+    if decided is None:
         return []
-    (r, n), (lo, hi) = fitted, interval
-    verdict = "observed" if hi < 0 else ("contradicted" if lo > 0 else "inconclusive")
+    verdict, r, n, lo, hi = decided
     return [Finding("Fig. 7", claim.claim, verdict,
                     f"Pearson correlation, over online and offline runs, of plateau accuracy on D_golden with plateau "
                     f"win rate, within replicates: r = {r:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n:g} effective runs); "
                     f"observed only where higher accuracy goes with a lower win rate")]
+
+
+def correlation_verdict(points: dict) -> tuple | None:
+    """(verdict, r, effective n, lo, hi) for "accuracy does not predict win rate", tested in the
+    paper's direction: observed only when the correlation is significantly negative."""
+    fitted = within_replicate_correlation(points)
+    interval = correlation_interval(*fitted) if fitted else None
+    if interval is None:
+        return None
+    (r, n), (lo, hi) = fitted, interval
+    return ("observed" if hi < 0 else "contradicted" if lo > 0 else "inconclusive"), r, n, lo, hi
 
 
 def _per_offline_config(runs: list[RunData], statistic) -> dict:
