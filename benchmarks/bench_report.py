@@ -146,6 +146,8 @@ def _run_metrics(run: dict, steps: int, eval_every: int, rng) -> list[pd.DataFra
               "classifier_accuracy": accuracy, "self_classifier_accuracy": 0.5 + rng.normal(0, 0.02, len(u)),
               "logp_chosen": -20 - (8 if run["method"] == "offline" else 3) * u,
               "logp_rejected": -22 - (10 if run["method"] == "offline" else 3) * u, "oracle_reward": win}
+    if run["method"] == "online":  # the proxy's own verdicts on the policy's samples, decaying as it drifts
+        values["proxy_accuracy_on_policy"] = 0.85 - 0.1 * u + rng.normal(0, 0.01, len(u))
     out += [pd.DataFrame({"job_id": run["id"], "step": eval_steps, "name": f"eval/{name}", "value": v})
             for name, v in values.items()]
     return out

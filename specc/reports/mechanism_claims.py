@@ -154,13 +154,17 @@ def _per_offline_config(runs: list[RunData], statistic) -> dict:
     return dict(sorted(out.items()))
 
 
+def _config(config: str, gaps: dict) -> str:
+    return f" (offline {config})" if len(gaps) > 1 else ""
+
+
 def offline_classifies_better(data, claim) -> list[Finding]:
     gaps = _per_offline_config(load_runs(data, "classifier_accuracy", "classifier_correct"), lambda off, on: difference(
         plateau(off.run), mean_of([plateau(r.run) for r in on])))
     settings, out = settings_of((loss, size) for loss, size, _ in gaps), []
     for (loss, size, config), per_replicate in gaps.items():
         diff, how = across(per_replicate, "pairs of D_golden")
-        out.append(Finding("Fig. 8", claim.claim + setting_label((loss, size), settings)[1] + f" (offline {config})",
+        out.append(Finding("Fig. 8", claim.claim + setting_label((loss, size), settings)[1] + _config(config, gaps),
                            verdict_positive(diff),
                            f"plateau accuracy on D_golden, offline ({config}) − online: {diff:+.3f} ({how})"))
     return out
@@ -173,7 +177,7 @@ def winners_fall_most_offline(data, claim) -> list[Finding]:
     settings, out = settings_of((loss, size) for loss, size, _ in gaps), []
     for (loss, size, config), per_replicate in gaps.items():
         diff, how = across(per_replicate)
-        out.append(Finding("Fig. 8", claim.claim + setting_label((loss, size), settings)[1] + f" (offline {config})",
+        out.append(Finding("Fig. 8", claim.claim + setting_label((loss, size), settings)[1] + _config(config, gaps),
                            verdict_positive(diff),
                            f"change of the mean log π(y_w|x) on D_golden, first to last checkpoint, online − offline "
                            f"({config}): {diff:+.2f} ({how})"))
@@ -205,7 +209,7 @@ def tandem_reproduces_online(data, claim) -> list[Finding]:
                    + ("every loss bit-identical" if exact else f"worst {max(parts)[1]}"))
     else:
         summary = "; ".join(text for _, text in parts)
-    verdict = "observed" if complete and worst_rel <= TANDEM_TOLERANCE else "not observed"
+    verdict = "observed" if complete and worst_rel <= TANDEM_TOLERANCE else "contradicted"
     return [Finding("App. F", claim.claim, verdict,
                     summary + f" (tolerance {TANDEM_TOLERANCE:.1%} of the mean loss, as in the paper)")]
 

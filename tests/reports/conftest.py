@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from ruamel.yaml import YAML
@@ -106,6 +107,14 @@ class StoreBuilder:
                 point.setdefault("win_rate_lo", point["win_rate"] - 0.02)
                 point.setdefault("win_rate_hi", point["win_rate"] + 0.02)
             self.metrics += [[job_id, step, f"eval/{name}", float(value)] for name, value in point.items()]
+
+    def outcomes(self, job_id: str, points: list[dict], items: int = 512, seed: int = 0) -> None:
+        """Per-prompt wins behind each point's win_rate (outcome/win/<item>), shuffled with a fixed seed."""
+        rng = np.random.default_rng(seed)
+        for point in points:
+            wins = (np.arange(items) < round(point["win_rate"] * items)).astype(float)
+            rng.shuffle(wins)
+            self.metrics += [[job_id, point["step"], f"outcome/win/{i:05d}", v] for i, v in enumerate(wins)]
 
     def curve(self, job_id: str, name: str, values) -> None:
         self.metrics += [[job_id, step, name, float(v)] for step, v in enumerate(values, start=1)]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from specc.reports.findings import findings
-from specc.reports.gap_claims import matched_kl, matched_kl_by_replicate
+from specc.reports.paired import Run, matched_kl_gap
 from specc.reports.queries import SpecData
 from specc.reports.stats import Estimate, group_difference, mean_estimate, t975, verdict_positive
 from specc.store.db import connect
@@ -39,9 +40,9 @@ def test_mean_estimate_t_interval_by_hand():
     assert est.hi - est.value == pytest.approx(4.303 * 0.1 / math.sqrt(3))
 
 
-def test_agreeing_units_fall_back_to_their_measurement_error():
-    est = mean_estimate([0.6, 0.6], [0.01, 0.01])  # no spread: the known error, normal interval
-    assert est.se == pytest.approx(0.01 / math.sqrt(2)) and math.isinf(est.df)
+def test_agreeing_units_are_widened_by_their_measurement_error():
+    est = mean_estimate([0.6, 0.6], [0.01, 0.01])  # no spread: the known error, still t(1)
+    assert est.se == pytest.approx(0.01 / math.sqrt(2)) and est.df == 1
 
 
 def test_single_unit_carries_its_measurement_interval_or_none():
@@ -63,66 +64,71 @@ def test_t_quantiles_and_verdicts():
     assert t975(1000) == pytest.approx(1.962, abs=1e-3)
     assert verdict_positive(Estimate(0.1, 0.01)) == "observed"
     assert verdict_positive(Estimate(0.01, 0.01)) == "inconclusive"
-    assert verdict_positive(Estimate(-0.01, 0.01)) == "not observed"
+    assert verdict_positive(Estimate(-0.01, 0.01)) == "inconclusive"
+    assert verdict_positive(Estimate(-0.1, 0.01)) == "contradicted"
     assert verdict_positive(Estimate(0.1, None)) == "inconclusive"
 
 
-def test_matched_kl_by_hand():
-    se = 0.02 / 1.96
-    online = {"on": [(k, 0.5 + 0.1 * k, se) for k in (0.0, 1.0, 3.0)]}
-    offline = {"a": [(k, 0.5 + 0.05 * k, se) for k in (0.0, 2.0)], "b": [(0.0, 0.4, se), (1.0, 0.45, se)]}
-    verdict, evidence = matched_kl(online, offline)
-    # overlap 0..2; 25 points; ahead everywhere but k = 0; significant where 0.05 k > 1.96 * sqrt(2) * se
-    assert verdict == "observed"
-    assert "over KL 0–2 (25 grid points" in evidence and "online ahead at 24/25" in evidence
-    assert "significantly (95%) at 18/25" in evidence and "behind at 0/25" in evidence
-    verdict, _ = matched_kl(offline, online)
-    assert verdict == "not observed"
-    verdict, evidence = matched_kl({"on": [(5.0, 0.7, se), (6.0, 0.7, se)]}, offline)
-    assert verdict == "inconclusive" and "do not overlap" in evidence
-
-
-def test_matched_kl_pairs_runs_within_their_replicate():
-    se = 0.01
-    flat = lambda level: [(k, level, se) for k in (0.0, 1.0, 2.0)]  # noqa: E731
-    # online beats offline by 0.1 within each seed; across seeds the best offline run (seed b's
-    # 0.5) equals online's mean: an envelope over seeds would hide the gap
-    online = {"a": {"on_a": flat(0.7)}, "b": {"on_b": flat(0.3)}}
-    offline = {"a": {"off_a": flat(0.6)}, "b": {"off_b": flat(0.2)}}
-    verdict, evidence = matched_kl_by_replicate(online, offline)
-    assert verdict == "observed" and "paired over 2 replicates" in evidence and "mean difference +0.100" in evidence
-    pooled = matched_kl({**online["a"], **online["b"]}, {**offline["a"], **offline["b"]})
-    assert pooled[0] == "not observed"  # online mean 0.5 against offline's best-of-seeds 0.6
-    # one replicate: the within-replicate comparison of matched_kl
-    assert matched_kl_by_replicate({"a": online["a"]}, {"a": offline["a"]})[0] == "observed"
+def test_matched_kl_gap_by_hand():
+    line = lambda name, ks, f: Run.of(name, range(len(ks)), ks, [f(k) for k in ks])  # noqa: E731
+    online = [line("on", [0.0, 1.0, 3.0], lambda k: 0.5 + 0.1 * k)]
+    offline = [line("a", [0.0, 2.0, 4.0], lambda k: 0.5 + 0.05 * k), line("b", [0.0, 1.0, 1.5], lambda k: 0.6)]
+    gap = matched_kl_gap(online, offline, points=3)
+    # step 0 left out: online covers KL 1-3, offline 1-4; grid 1, 2, 3; envelope max(a, b) where covered
+    assert (gap.lo, gap.hi) == (1.0, 3.0)
+    expected = [0.6 - 0.6, 0.7 - 0.6, 0.8 - 0.65]
+    assert gap.summary.value == pytest.approx(np.mean(expected)) and gap.ahead == pytest.approx(2 / 3)
+    assert matched_kl_gap([line("far", [0.0, 5.0, 6.0], lambda k: 0.7)], offline) is None
 
 
 # --- claims, on hand-made stores ----------------------------------------------------------------
 
 def test_online_beats_offline_paired_over_seeds(store):
     for seed, (on_peak, off_peaks) in enumerate([(0.80, (0.60, 0.55)), (0.78, (0.62, 0.50)), (0.79, (0.61, 0.52))]):
-        store.evals(store.align("online", {"online": "proxy"}, seed=seed), rise_and_fall(on_peak))
+        online = store.align("online", {"online": "proxy"}, seed=seed)
+        store.evals(online, rise_and_fall(on_peak))
+        store.outcomes(online, rise_and_fall(on_peak), seed=seed)
         for beta, peak in zip((0.1, 0.5), off_peaks):
             store.evals(store.align("offline", {"offline": "golden_data"}, seed=seed, beta=beta),
                         rise_and_fall(peak, kl_scale=2))
     measured, not_measured = verdicts(store.write())
-    (peak,) = by_claim(measured, "higher peak win rate")
-    # per seed: online - best offline = 0.20, 0.16, 0.18 -> mean 0.18, sd 0.02, t(2) = 4.303
-    assert peak.verdict == "observed"
-    assert "difference +0.180 [+0.130, +0.230] (paired over 3 seeds)" in peak.evidence
+    (plateau,) = by_claim(measured, "higher plateau win rate")
+    # plateau = steps 20-40, 0.6 of the way from 0.5 to the peak: per seed online - best offline
+    # = 0.6 x (0.20, 0.16, 0.18) -> mean 0.108, sd 0.012, t(2) = 4.303
+    assert plateau.verdict == "observed"
+    assert "online − offline +0.108 [+0.078, +0.138] (paired over 3 replicates, t(2))" in plateau.evidence
     (matched,) = by_claim(measured, "matched KL")
     assert matched.verdict == "observed" and "paired over 3 replicates" in matched.evidence
     over = {f.claim.rsplit("(", 1)[1].rstrip(")"): f for f in by_claim(measured, "Over-optimisation")}
-    assert over["online"].verdict == "observed" and "3/3 runs rise" in over["online"].evidence
+    # online: per-prompt outcomes, peak chosen on half the prompts; offline: none, so no verdict
+    assert over["online"].verdict == "observed" and "paired over 3 replicates" in over["online"].evidence
+    assert over["offline"].verdict == "inconclusive" and "needs per-prompt outcomes" in over["offline"].evidence
     assert "Fig. 12" in not_measured and "App. F" in not_measured
+
+
+def test_one_replicate_is_paired_over_its_prompts(store):
+    points = rise_and_fall(0.8)
+    online = store.align("online", {"online": "proxy"})
+    store.evals(online, points)
+    store.outcomes(online, points)
+    offline = store.align("offline", {"offline": "golden_data"})
+    store.evals(offline, rise_and_fall(0.6))
+    store.outcomes(offline, rise_and_fall(0.6), seed=1)
+    measured, _ = verdicts(store.write())
+    (plateau,) = by_claim(measured, "higher plateau win rate")
+    assert plateau.verdict == "observed" and "one replicate: paired over its 512 held-out prompts" in plateau.evidence
+    (matched,) = by_claim(measured, "matched KL")
+    assert matched.verdict == "observed" and "512 held-out prompts" in matched.evidence
 
 
 def test_still_rising_runs_do_not_over_optimise(store):
     job = store.align("online", {"online": "proxy"})
-    store.evals(job, [{"step": s, "kl": s, "win_rate": 0.5 + s / 100} for s in (0, 10, 20, 30)])
+    points = [{"step": s, "kl": s, "win_rate": 0.5 + s / 100} for s in (0, 10, 20, 30)]
+    store.evals(job, points)
+    store.outcomes(job, points)
     measured, _ = verdicts(store.write())
     (over,) = by_claim(measured, "Over-optimisation")
-    assert over.verdict == "not observed" and "1/1 are still at their peak" in over.evidence
+    assert over.verdict == "contradicted" and "1/1 runs end at their best checkpoint" in over.evidence
 
 
 def test_exact_tandem_reproduces_online_and_a_drift_is_caught(store):
@@ -136,7 +142,7 @@ def test_exact_tandem_reproduces_online_and_a_drift_is_caught(store):
     assert tandem.verdict == "observed" and "50/50 steps matched, bit-identical" in tandem.evidence
 
 
-def test_tandem_drift_beyond_tolerance_is_not_observed(store):
+def test_tandem_drift_beyond_tolerance_is_contradicted(store):
     losses = [1.0 / (1 + 0.1 * s) for s in range(50)]
     online = store.align("online", {"online": "proxy"})
     store.curve(online, "train/loss", losses)
@@ -144,7 +150,7 @@ def test_tandem_drift_beyond_tolerance_is_not_observed(store):
     store.curve(drifted, "train/loss", [v * (1.01 if s > 40 else 1.0) for s, v in enumerate(losses)])
     measured, _ = verdicts(store.write())
     (tandem,) = by_claim(measured, "exact order")
-    assert tandem.verdict == "not observed" and "largest |Δ loss|" in tandem.evidence
+    assert tandem.verdict == "contradicted" and "largest |Δ loss|" in tandem.evidence
 
 
 def test_shuffled_replays_below_online_and_shuffle_levels(store):
@@ -172,10 +178,11 @@ def test_offline_classifies_better_and_winners_fall_most(store):
                               for s in (0, 10, 20)])
     measured, _ = verdicts(store.write())
     (accuracy,) = by_claim(measured, "classify D_golden better")
-    assert accuracy.verdict == "observed" and "offline 0.705" in accuracy.evidence
+    # plateau (steps 10-20): offline 0.65 + 0.01 seed, online 0.5 + 0.001 seed -> 0.150, 0.159 over 2 seeds
+    assert accuracy.verdict == "observed" and "offline (offline) − online: +0.154" in accuracy.evidence
     (logp,) = by_claim(measured, "winning responses fall")
-    # change first -> last: online -2, offline -10 and -11
-    assert logp.verdict == "observed" and "offline -10.50" in logp.evidence and "online -2.00" in logp.evidence
+    # change first -> last: online -2, offline -10 and -11: online - offline 8 and 9
+    assert logp.verdict == "observed" and "+8.50 [" in logp.evidence
 
 
 def test_every_claim_is_checked_cleanly_on_the_full_design(full_design_workspace):
@@ -184,7 +191,7 @@ def test_every_claim_is_checked_cleanly_on_the_full_design(full_design_workspace
     assert not_measured == ["Fig. 12"]  # needs a measure the runtime does not record
     assert not [f for f in measured if f.evidence.startswith("could not be checked")]
     # the synthetic design: online 0.15 above offline at every size, exact tandem replays online
-    assert {f.verdict for f in by_claim(measured, "higher peak win rate")} == {"observed"}
+    assert {f.verdict for f in by_claim(measured, "higher plateau win rate")} == {"observed"}
     assert by_claim(measured, "exact order")[0].verdict == "observed"
 
 
