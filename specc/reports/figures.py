@@ -88,9 +88,12 @@ def win_rate_vs_kl(df: pd.DataFrame, color: str = "method", color_title: str = "
     the 95% intervals of the win rates."""
     tooltip = _tooltip(df, ["stage", "method", color, "loss", "sweep_label", "seed", "policy_size", "step", "kl",
                             "win_rate", "win_rate_lo", "win_rate_hi"])
+    # one baseline: the axis names it; several: each panel does (`_split_by`)
+    single = df["against"].dropna().unique() if "against" in df.columns else []
+    y_title = f"{single[0]} (golden judge)" if len(single) == 1 else WIN_TITLE
     base = alt.Chart(DATA).encode(
         x=alt.X("kl:Q", title=KL_TITLE),
-        y=alt.Y("win_rate:Q", title=WIN_TITLE, scale=alt.Scale(zero=False)),
+        y=alt.Y("win_rate:Q", title=y_title, scale=alt.Scale(zero=False)),
         color=_color(df, color, color_title), detail="job_id:N", tooltip=tooltip)
     layers = alt.layer(
         base.mark_rule(opacity=0.25).encode(y="win_rate_lo:Q", y2="win_rate_hi:Q"),
@@ -98,6 +101,11 @@ def win_rate_vs_kl(df: pd.DataFrame, color: str = "method", color_title: str = "
         base.mark_point(filled=True, size=36),
     ).properties(width=FACET_WIDTH if column else WIDTH, height=HEIGHT).interactive()
     return _facet(layers, df, column)
+
+
+def _split_by(df: pd.DataFrame, column: str) -> str | None:
+    """`column` when its values differ between rows (e.g. two baselines): one panel each."""
+    return column if column in df.columns and df[column].nunique() > 1 else None
 
 
 def _over_steps(df: pd.DataFrame, y_title: str, dash: str | None, column: str | None = None, points: bool = True):
@@ -178,7 +186,7 @@ _EVAL_POINTS = """SELECT stage, method, loss, sweep_label, seed, policy_size, ta
                          win_rate_lo, win_rate_hi"""
 
 KL_VS_WINRATE = f"""{WITH_EVALS}
-{_EVAL_POINTS} FROM spec_evals
+{_EVAL_POINTS}, 'win rate against ' || coalesce(baseline, 'its init') AS against FROM spec_evals
 WHERE win_rate IS NOT NULL AND method IN ('online', 'offline', '{GOLDEN_ONLINE}') ORDER BY job_id, step"""
 
 TANDEM_OVERLAY = f"""{WITH_EVALS}
@@ -285,8 +293,11 @@ FIGURES = [
     Figure("kl_vs_winrate", "Win rate against KL budget: online vs offline (Fig. 1)",
            "Each point is one evaluated checkpoint; thin lines join a run's checkpoints in step order; rules are "
            "95% intervals. Offline runs are pooled over their sweep (hover for the swept values). Higher at "
-           "equal KL is better; a curve that turns down has over-optimised.",
-           KL_VS_WINRATE, lambda df: win_rate_vs_kl(df), "align stages evaluated with `evaluate.judge`"),
+           "equal KL is better; a curve that turns down has over-optimised. Runs measured against different "
+           "baselines (the golden policy is measured against SFT, the others against the golden policy) are "
+           "drawn in separate panels, each titled with its baseline.",
+           KL_VS_WINRATE, lambda df: win_rate_vs_kl(df, column=_split_by(df, "against")),
+           "align stages evaluated with `evaluate.judge`"),
     Figure("tandem_overlay", "Tandem runs on the same axes (Fig. 4)",
            "Offline learning on the online run's own stream, in its exact order (tandem) and shuffled, next to "
            "online and offline. If coverage explained the gap, the shuffled tandem run would match online.",

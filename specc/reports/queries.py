@@ -37,6 +37,8 @@ spec_runs AS MATERIALIZED (
                = json_extract_string(j.upstream, '$."evaluate.pairs"') AS on_eval_pairs,
            json_extract_string(j.upstream, '$."sampler.replay"') AS replays,
            coalesce(ts.stage, tj.stage) AS task,
+           -- the policy its win rate is measured against: evaluate.baseline, else its own init
+           coalesce(bs.stage, bj.stage) AS baseline,
            coalesce(CAST(json_extract(r.config, '$.evaluate.classifier_pairs') AS BIGINT), 256) AS classifier_pairs,
            coalesce(CAST(json_extract(r.config, '$.evaluate.kl_prompts') AS BIGINT), 256) AS kl_prompts,
            coalesce(CAST(json_extract(r.config, '$.evaluate.win_prompts') AS BIGINT), 512) AS win_prompts
@@ -45,6 +47,10 @@ spec_runs AS MATERIALIZED (
     LEFT JOIN jobs dj ON dj.job_id = json_extract_string(j.upstream, '$."sampler.offline"')
     LEFT JOIN spec_stages ts ON ts.job_id = json_extract_string(j.upstream, '$.prompts')
     LEFT JOIN jobs tj ON tj.job_id = json_extract_string(j.upstream, '$.prompts')
+    LEFT JOIN spec_stages bs ON bs.job_id = coalesce(json_extract_string(j.upstream, '$."evaluate.baseline"'),
+                                                     json_extract_string(j.upstream, '$.init'))
+    LEFT JOIN jobs bj ON bj.job_id = coalesce(json_extract_string(j.upstream, '$."evaluate.baseline"'),
+                                              json_extract_string(j.upstream, '$.init'))
     WHERE r.spec_name = ?
     QUALIFY row_number() OVER (PARTITION BY r.job_id ORDER BY r.stage) = 1)"""
 
