@@ -82,7 +82,8 @@ def _items(data, outcome: str, methods: str) -> dict:
     """{job: {step: item outcomes in item order}} from the `outcome/<outcome>/<item>` metric rows."""
     frame = data.df(f"""{WITH_RUNS}
         SELECT m.job_id, m.step, CAST(split_part(m.name, '/', 3) AS INTEGER) AS item, m.value FROM metrics m
-        WHERE m.name LIKE 'outcome/{outcome}/%' AND m.job_id IN (SELECT job_id FROM spec_runs WHERE method IN ({methods}))
+        WHERE m.name LIKE 'outcome/{outcome}/%'
+          AND m.job_id IN (SELECT job_id FROM spec_runs WHERE method IN ({methods}))
         ORDER BY m.job_id, m.step, item""")
     out: dict = defaultdict(dict)
     for (job, step), group in frame.groupby(["job_id", "step"], sort=False):

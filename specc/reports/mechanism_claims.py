@@ -87,7 +87,8 @@ def _over_runs(per_run: dict) -> tuple[Estimate, str]:
     for (replicate, _), (values, _) in per_run.items():
         by_rep[replicate].append(float(np.mean(values)))
     if len(by_rep) >= 2:
-        return mean_estimate([np.mean(v) for v in by_rep.values()]), f"over {len(by_rep)} replicates, t({len(by_rep) - 1})"
+        n = len(by_rep)
+        return mean_estimate([np.mean(v) for v in by_rep.values()]), f"over {n} replicates, t({n - 1})"
     means = [np.mean(values) for values, _ in per_run.values()]
     se = float(np.mean([s for _, s in per_run.values()]))
     return Estimate(float(np.mean(means)), se), "one replicate: one checkpoint's binomial error, checkpoints not pooled"
@@ -95,7 +96,8 @@ def _over_runs(per_run: dict) -> tuple[Estimate, str]:
 
 def proxy_decays(data, claim) -> list[Finding]:
     per_run = data.rows(f"""{WITH_EVALS},
-        s AS (SELECT replicate, job_id, step, proxy_accuracy_on_policy AS value, least(kl_prompts, win_prompts) AS pairs,
+        s AS (SELECT replicate, job_id, step, proxy_accuracy_on_policy AS value,
+                     least(kl_prompts, win_prompts) AS pairs,
                      max(step) OVER (PARTITION BY job_id) AS last
               FROM spec_evals WHERE method = 'online' AND proxy_accuracy_on_policy IS NOT NULL)
         SELECT replicate, job_id, avg(value) FILTER (WHERE step <= 0.2 * last),

@@ -64,7 +64,8 @@ def observed_rate(decide, simulations=SIMULATIONS, seed=0) -> float:
 
 @pytest.mark.parametrize("offline_runs", [1, 3])
 def test_matched_kl_within_one_replicate(offline_runs):
-    decide = lambda effect: lambda rng: matched_kl_verdict({"r0": replicate(rng, effect, offline_runs=offline_runs)})[0]  # noqa: E731
+    def decide(effect):
+        return lambda rng: matched_kl_verdict({"r0": replicate(rng, effect, offline_runs=offline_runs)})[0]
     assert observed_rate(decide(0.0)) <= LIMIT
     assert observed_rate(decide(0.08), simulations=40) >= 0.8
 

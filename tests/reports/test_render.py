@@ -167,8 +167,10 @@ def test_unknown_spec_is_a_user_error(quickstart_workspace, tmp_path):
 def test_kl_chart_never_mixes_baselines_on_one_axis(quickstart_report):
     """The golden policy is measured against SFT, every other run against the golden policy:
     each baseline gets its own panel, titled with it."""
-    (spec,) = [s for s in chart_specs(quickstart_report.read_text()) if s["usermeta"]["specc_figure"] == "kl_vs_winrate"]
+    specs = chart_specs(quickstart_report.read_text())
+    (spec,) = [s for s in specs if s["usermeta"]["specc_figure"] == "kl_vs_winrate"]
     rows = next(iter(spec["datasets"].values()))
     against = {row["method"]: row["against"] for row in rows}
-    assert against["online"] == "win rate against golden_policy" and against["online (golden judge)"] == "win rate against sft"
+    assert against["online"] == "win rate against golden_policy"
+    assert against["online (golden judge)"] == "win rate against sft"
     assert spec["facet"]["column"]["field"] == "against"
