@@ -45,7 +45,8 @@ def rows(data) -> list[str]:
         ranges = kl_text.split("checkpoints (", 1)[1].split("):", 1)[0]
         _, reward_text = matched_kl_verdict({rep: r}, "oracle reward", ".2f")
         kl_reward = reward_text.split(": ", 1)[1].split(" (one replicate")[0]
-        shuffled = across([difference(on, plateau(w["tandem-shuffled"][0].run))])[0] if w["tandem-shuffled"] else "-"
+        shuffled = (format(across([difference(on, plateau(w["tandem-shuffled"][0].run))])[0], "+.3f")
+                    if w["tandem-shuffled"] else "-")
         acc_on = mean_of([plateau(x.run) for x in a["online"]])
         acc = ", ".join(f"{x.config}: {across([difference(plateau(x.run), acc_on)], 'pairs')[0]:+.3f}"
                         for x in sorted(a["offline"], key=lambda x: x.config))
@@ -55,7 +56,7 @@ def rows(data) -> list[str]:
         over = over_optimisation_verdict([[x.run for x in w["online"]]])
         over_text = f"{over[1]:+.3f} / {over[2]:+.3f}" if over else "-"
         out.append(f"| {rep} | {on.value:.3f} | {off.value:.3f} ({best.name}) | {kl_win} | {kl_reward} | {ranges} | "
-                   f"{shuffled:+.3f} | {acc} | {reward_on:.2f} / {reward_off.value:.2f} / {sft_reward:.2f} | "
+                   f"{shuffled} | {acc} | {reward_on:.2f} / {reward_off.value:.2f} / {sft_reward:.2f} | "
                    f"{over_text} |")
     return out
 

@@ -71,9 +71,10 @@ def load_runs(data, column: str, outcome: str | None = None, methods=("online", 
         matrix = np.array([per_step[s] for s in steps]) if per_step and all(s in per_step for s in steps) else None
         if matrix is not None and matrix.ndim != 2:
             matrix = None
-        run = Run.of(f"{stage} {_config_label(sweep)}".strip(), steps, [c[12] for c in checkpoints],
+        config = _config_label(sweep, stage)
+        run = Run.of(f"{stage} {config}".strip(), steps, [c[12] for c in checkpoints],
                      [c[13] for c in checkpoints], matrix)
-        out.append(RunData(job, stage, method, str(loss), str(size), str(replicate), _config_label(sweep),
+        out.append(RunData(job, stage, method, str(loss), str(size), str(replicate), config,
                            replays, data_stage, on_pairs, float(shuffle), run))
     return out
 
@@ -93,13 +94,14 @@ def _items(data, outcome: str, methods: str) -> dict:
     return out
 
 
-def _config_label(sweep_json: str | None) -> str:
-    """A run's own swept values, seeds (which make replicates, not configurations) left out."""
+def _config_label(sweep_json: str | None, stage: str) -> str:
+    """A run's own stage's swept values; seeds (which make replicates, not configurations) and
+    values swept upstream (a task variant shared by every method) left out."""
     try:
         sweep = json.loads(sweep_json) if sweep_json else {}
     except (TypeError, ValueError):
         return ""
-    own = {k.split(".", 1)[1] if "." in k else k: v for k, v in sweep.items() if not k.endswith("seed")}
+    own = {k.split(".", 1)[1]: v for k, v in sweep.items() if k.startswith(f"{stage}.") and not k.endswith("seed")}
     return ", ".join(f"{k}={v}" for k, v in sorted(own.items()))
 
 
