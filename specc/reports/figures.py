@@ -90,7 +90,8 @@ def win_rate_vs_kl(df: pd.DataFrame, color: str = "method", color_title: str = "
                             "win_rate", "win_rate_lo", "win_rate_hi"])
     # one baseline: the axis names it; several: each panel does (`_split_by`)
     single = df["against"].dropna().unique() if "against" in df.columns else []
-    y_title = f"{single[0]} (golden judge)" if len(single) == 1 else WIN_TITLE
+    y_title = (f"{single[0]} (golden judge)" if len(single) == 1 else
+               "win rate vs the panel's baseline (golden judge)" if len(single) > 1 else WIN_TITLE)
     base = alt.Chart(DATA).encode(
         x=alt.X("kl:Q", title=KL_TITLE),
         y=alt.Y("win_rate:Q", title=y_title, scale=alt.Scale(zero=False)),
