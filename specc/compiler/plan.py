@@ -29,6 +29,10 @@ from specc.errors import Location, SpecError, SpecErrors, did_you_mean
 # 3: evaluations record per-item outcomes (win and oracle reward per prompt, verdict per pair).
 RUNTIME_VERSION = 3
 NOT_HASHED = ("description", "sweep")
+# train settings that are part of a job's identity only when set (jobs planned before they
+# existed keep their ids), and one that never is (it changes what is kept, not what is computed)
+TRAIN_HASHED_WHEN_SET = {"micro_batch_size": None, "grad_checkpointing": False}
+TRAIN_NOT_HASHED = ("keep_optimizer_state",)
 # one encoder for every hash: building one per call costs a fifth of the time on big sweeps
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -195,6 +199,9 @@ def job_hash(kind: str, config: dict, upstream: dict, steps: dict, inputs: dict 
     digests of local files and folders the job reads (compiler.inputs): edited content is a
     new job."""
     hashed = {k: v for k, v in config.items() if k not in NOT_HASHED}
+    if isinstance(hashed.get("train"), dict):
+        hashed["train"] = {k: v for k, v in hashed["train"].items()
+                           if k not in TRAIN_NOT_HASHED and TRAIN_HASHED_WHEN_SET.get(k, ...) != v}
     for role in upstream:
         hashed = _drop_path(hashed, role)
     payload = {"kind": kind, "config": hashed, "upstream": upstream, "steps": steps, "runtime": RUNTIME_VERSION}

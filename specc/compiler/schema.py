@@ -54,6 +54,9 @@ class TrainSettings(Block):
     checkpoint_every: PositiveInt = 50  # resume points (overwritten)
     save_at: list[NonNegInt] = []  # steps kept as named checkpoints, e.g. for `online@800`
     threads: PositiveInt = 1  # torch threads; part of what makes a CPU run bit-reproducible
+    micro_batch_size: PositiveInt | None = None  # rows per forward+backward, gradients summed to the batch's (None: all)
+    grad_checkpointing: bool = False  # recompute each block's activations in the backward: less memory, ~1/3 more compute
+    keep_optimizer_state: bool = False  # keep checkpoint/state.pt once done (else only the final weights stay)
 
 
 class LossSettings(Block):

@@ -40,7 +40,7 @@ class JobContext:
         from specc.runtime.models import load_model  # transformers: only for stages that need a policy
 
         step = self.spec.get("upstream_steps", {}).get(role)
-        return load_model(policy_path(self.upstream(role), step)).to(self.device)
+        return load_model(policy_path(self.upstream(role), step), self.device)
 
 
 def policy_path(job: JobDir, step: int | None = None) -> Path:
@@ -51,3 +51,8 @@ def policy_path(job: JobDir, step: int | None = None) -> Path:
     if not named.exists():
         raise FileNotFoundError(f"{job.path}: no checkpoint at step {step} (steps saved: train.save_at)")
     return named
+
+
+def policy_file(job: JobDir, step: int | None) -> Path:
+    """Where a job saves a policy: at a named step (train.save_at), or its final weights (None)."""
+    return job.artifacts / ("policy.safetensors" if step is None else f"policy@{step}.safetensors")

@@ -17,7 +17,7 @@ import torch
 from specc.runtime.context import JobContext
 from specc.runtime.device import job_device, precision
 from specc.runtime.jobdir import JobDir
-from specc.runtime.loop import Interrupted
+from specc.runtime.loop import Interrupted, release_checkpoint
 
 
 def _stage_runner(kind: str):
@@ -82,6 +82,7 @@ def _run_owned(job: JobDir, stop_after: int | None) -> str:
         job.mark_failed(f"{type(exc).__name__}: {exc}")
         raise
     job.mark_done(summary)
+    job.update_status(kept_bytes=release_checkpoint(job, spec["config"].get("train")))
     return job.id
 
 

@@ -42,7 +42,7 @@ def load_judge(job: JobDir, device: torch.device | str = "cpu"):
     if spec["type"] == "oracle":
         return OracleJudge(SyntheticTask.from_config(spec["task"]))
     from specc.runtime.preference import load_preference_model
-    return load_preference_model(job, spec).to(device)
+    return load_preference_model(job, spec, device)
 
 
 def _np(x) -> np.ndarray:

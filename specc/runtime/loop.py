@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,7 +39,13 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor
 
 
 def make_optimizer(model: torch.nn.Module, train: dict):
-    parameters = list(model.parameters())
+    """AdamW over float32 master weights (state in float32 too); refuses lower-precision weights,
+    whose updates at small learning rates would mostly round away."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    low = sorted({str(p.dtype) for p in parameters if p.dtype != torch.float32})
+    if low:
+        raise ValueError(f"training needs float32 master weights, got {', '.join(low)} parameters "
+                         "(models.master_weights makes them; bf16 is the compute dtype, under autocast)")
     # one fused kernel for every parameter (4-5x faster than the per-tensor loop on a CPU);
     # other devices keep torch's default implementation
     fused = all(p.device.type in ("cpu", "cuda") for p in parameters) or None
@@ -119,7 +126,8 @@ def _checkpoint(job: JobDir, learner: Learner, step: int) -> None:
              "scheduler": learner.scheduler.state_dict()}
     path = job.checkpoint_dir / "state.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # unique per process and attempt: a requeued attempt never writes into a dying one's file
+    tmp = path.with_name(f"state.pt.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
@@ -128,8 +136,20 @@ def _resume(job: JobDir, learner: Learner) -> int:
     path = job.checkpoint_dir / "state.pt"
     if not path.exists():
         return 0
-    state = torch.load(path, weights_only=False)
+    # straight onto the model's device: a GPU job resumes without a host copy per tensor
+    device = next(learner.model.parameters()).device
+    state = torch.load(path, weights_only=False, map_location=device)
     learner.model.load_state_dict(state["model"])
     learner.optimizer.load_state_dict(state["optimizer"])
     learner.scheduler.load_state_dict(state["scheduler"])
     return state["step"]
+
+
+def release_checkpoint(job: JobDir, train: dict | None) -> int:
+    """Once a job is done: remove its resume state (the optimiser's moments are twice the
+    weights; the final weights are in artifacts/) unless `train.keep_optimizer_state`, and
+    return the bytes the job keeps on disk."""
+    if train is not None and not train.get("keep_optimizer_state"):
+        for path in job.checkpoint_dir.glob("state.pt*"):
+            path.unlink(missing_ok=True)
+    return sum(p.stat().st_size for p in job.path.rglob("*") if p.is_file())

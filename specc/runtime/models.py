@@ -7,11 +7,12 @@ responses (see runtime.data.tokenize).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from specc.runtime import gpt2
@@ -36,10 +37,12 @@ def tiny_config(size: str, vocab: int, max_len: int) -> GPT2Config:
                       bos_token_id=None, eos_token_id=None, pad_token_id=None, tie_word_embeddings=True)
 
 
-def build_policy(model_cfg: dict, vocab: int, max_len: int, seed: int):
+def build_policy(model_cfg: dict, vocab: int, max_len: int, seed: int, device: torch.device | str = "cpu"):
+    """A policy to train: float32 master weights on `device` whatever the spec's dtype (the
+    dtype it computes in on a GPU and is saved in, see `save_model`)."""
     if model_cfg["family"] != "tiny":
         from specc.runtime.models_hub import load_causal_lm
-        model = load_causal_lm(model_cfg["name"], dtype=model_cfg["dtype"])[0]
+        model = load_causal_lm(model_cfg["name"], dtype="float32", device=device)[0]
         if model.get_input_embeddings().num_embeddings < vocab:
             raise ValueError(f"{model_cfg['name']}: {model.get_input_embeddings().num_embeddings} token embeddings, "
                              f"but the dataset's tokenizer has {vocab} ids: use the model's own tokenizer")
@@ -47,7 +50,20 @@ def build_policy(model_cfg: dict, vocab: int, max_len: int, seed: int):
         return model.train()
     torch.manual_seed(seed)  # transformers initialises from the global generator
     model = GPT2LMHeadModel(tiny_config(model_cfg["size"], vocab, max_len))
+    return model.to(device)
+
+
+def master_weights(model):
+    """`model` with float32 parameters: what an optimiser may update. AdamW on bfloat16 weights
+    rounds most small updates away (at lr 1e-5 a bf16 weight near 1 moves by 0 in ~85% of
+    steps), so a bf16 model is trained through float32 masters and computes in bf16 autocast."""
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        model.float()
     return model
+
+
+def weights_dtype(model) -> torch.dtype:
+    return next(model.parameters()).dtype
 
 
 def check_positions(model, max_len: int, name: str) -> None:
@@ -59,36 +75,49 @@ def check_positions(model, max_len: int, name: str) -> None:
                          "lower the dataset's max_prompt_tokens / max_response_tokens")
 
 
-def save_model(model, path: Path) -> None:
-    """Weights and config in one safetensors file; a tied output layer is stored once."""
+def save_model(model, path: Path, dtype: torch.dtype | None = None) -> None:
+    """Weights (in `dtype`, default their own) and config in one safetensors file; a tied
+    output layer is stored once. The temporary file is unique per process."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     output = model.get_output_embeddings()
     tied = output is not None and output.weight is model.get_input_embeddings().weight
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
+    state = {k: v.to(dtype or v.dtype).contiguous() for k, v in model.state_dict().items()
+             if not (tied and k == "lm_head.weight")}
     save_file(state, str(tmp), metadata={"config": model.config.to_json_string()})
     tmp.replace(path)
 
 
-def load_model(path: Path):
-    """A policy saved by `save_model`: tiny GPT-2s and any hub causal LM, rebuilt from the
-    stored config (nothing is downloaded)."""
+def load_model(path: Path, device: torch.device | str = "cpu"):
+    """A policy saved by `save_model`, in its saved dtype, built on `device` and filled tensor
+    by tensor from the file (no full copy of the weights on the host): tiny GPT-2s and any
+    hub causal LM, rebuilt from the stored config (nothing is downloaded)."""
     import json
 
     from safetensors import safe_open
-    with safe_open(str(path), "pt") as fh:
+    with safe_open(str(path), "pt", device=str(device)) as fh:
         config = json.loads(fh.metadata()["config"])
-    if config.get("model_type", "gpt2") == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config.from_dict(config))
-    else:
-        from transformers import AutoConfig, AutoModelForCausalLM
-        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
-    state = load_file(str(path))
-    model.load_state_dict(state, strict=False)
+        names = list(fh.keys())
+        dtype = fh.get_slice(names[0]).get_dtype() if names else "F32"
+        with torch.device(device):
+            model = _from_config(config, _SAFETENSORS_DTYPES.get(dtype, torch.float32))
+        own = model.state_dict()
+        with torch.no_grad():
+            for name in names:
+                if name in own:
+                    own[name].copy_(fh.get_tensor(name))
     model.tie_weights()
-    if state:  # the saved dtype (a bf16 hub model stays bf16)
-        model.to(next(iter(state.values())).dtype)
     return model
+
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def _from_config(config: dict, dtype: torch.dtype):
+    if config.get("model_type", "gpt2") == "gpt2":
+        return GPT2LMHeadModel(GPT2Config.from_dict(config)).to(dtype)
+    from transformers import AutoConfig, AutoModelForCausalLM
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(**config), dtype=dtype)
 
 
 def response_logits(model, prompts: torch.Tensor, responses: torch.Tensor,

@@ -6,6 +6,7 @@ so loading a checkpoint never touches the network.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch
@@ -40,13 +41,15 @@ def _resolve_source(name_or_path: str, local_files_only: bool | None) -> tuple[s
 
 
 def load_causal_lm(name_or_path: str, *, dtype: str = "float32", revision: str | None = None,
-                   local_files_only: bool | None = None):
+                   local_files_only: bool | None = None, device: torch.device | str = "cpu"):
     """Return `(model, tokenizer)` for a hub id or a local `save_pretrained` folder.
 
     - `dtype`: "float32" | "bfloat16" | "float16" (short forms fp32/bf16/fp16 accepted).
     - `revision`: a hub branch, tag or commit; ignored for local folders.
     - `local_files_only`: None infers True for an existing directory and False otherwise
       (HF_HUB_OFFLINE=1 still keeps hub ids offline, served from the cache).
+    - `device`: where the weights end up. They are read in `dtype` directly (never a float32
+      copy first); with `accelerate` installed they are placed on the device as they load.
 
     The model comes back in eval mode. A tokenizer without a pad token gets EOS as pad, so
     batched generation and padding work the same for every model.
@@ -57,10 +60,18 @@ def load_causal_lm(name_or_path: str, *, dtype: str = "float32", revision: str |
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=hub_revision, local_files_only=offline)
         model = AutoModelForCausalLM.from_pretrained(source, revision=hub_revision, local_files_only=offline,
-                                                     dtype=torch_dtype)
+                                                     dtype=torch_dtype, **placement(device))
     except OSError as err:  # transformers reports missing repos/files as OSError
         raise ValueError(f"{name_or_path}: could not load a causal LM and tokenizer: {err}") from err
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.eval()
+    model.to(device).eval()
     return model, tokenizer
+
+
+def placement(device: torch.device | str) -> dict:
+    """`from_pretrained` arguments that load straight onto a GPU (they need `accelerate`);
+    without it, or on the CPU, the weights load on the host and move once."""
+    if torch.device(device).type == "cpu" or importlib.util.find_spec("accelerate") is None:
+        return {}
+    return {"device_map": str(device)}

@@ -18,6 +18,7 @@ position is read.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from transformers import GPT2Config, GPT2Model
 
 from specc.runtime.jobdir import JobDir, atomic_write_json
 from specc.runtime.models import TINY_ACTIVATION, TINY_SIZES, last_hidden, positions, shared_prompt_hidden
+from specc.runtime.models_hub import resolve_dtype
 
 
 class PreferenceModel(torch.nn.Module):
@@ -51,6 +53,8 @@ class PreferenceModel(torch.nn.Module):
             width = backbone.config.hidden_size
         # float32 head: the score is one number per sequence, worth full precision on any backbone
         self.head = torch.nn.Linear(width, 1)
+        # the backbone's dtype on disk and when loaded as a judge; it trains in float32
+        self.saved_dtype = str(next(self.backbone.parameters()).dtype).removeprefix("torch.")
 
     @property
     def device(self) -> torch.device:
@@ -161,7 +165,7 @@ class PreferenceModel(torch.nn.Module):
     def describe(self) -> dict:
         """What judge.json records to rebuild this model without downloading anything."""
         out = {"form": self.form, **self.source, "vocab": self.vocab, "max_len": self.max_len, "sep": self.sep,
-               "dtype": str(next(self.backbone.parameters()).dtype).removeprefix("torch.")}
+               "dtype": self.saved_dtype}
         if self.source["family"] != "tiny":
             out["backbone_config"] = json.loads(self.backbone.config.to_json_string(use_diff=False))
         return out
@@ -202,8 +206,10 @@ def hub_preference_model(form: str, name: str, dtype: str, info: dict) -> Prefer
     if limit is not None and max_len > limit:
         raise ValueError(f"preference model {name!r} reads at most {limit} positions, but a {form} judge of this "
                          f"dataset reads {max_len}: lower max_prompt_tokens / max_response_tokens")
-    return PreferenceModel(form, None, info["vocab"], max_len, backbone=backbone, sep=separator_id(tokenizer, name),
-                           source={"family": "hub", "name": name})
+    model = PreferenceModel(form, None, info["vocab"], max_len, backbone=backbone, sep=separator_id(tokenizer, name),
+                            source={"family": "hub", "name": name})
+    model.backbone.float()  # float32 master weights for training; saved (and judged) in `dtype`
+    return model
 
 
 def load_backbone(name: str, dtype: str):
@@ -231,14 +237,15 @@ def separator_id(tokenizer, name: str) -> int:
     raise ValueError(f"{name}: its tokenizer has neither a sep nor an eos token to separate two responses")
 
 
-def _backbone_from_config(meta: dict) -> torch.nn.Module:
+def _backbone_from_config(meta: dict, device: torch.device | str = "cpu") -> torch.nn.Module:
     from transformers import AutoModel
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     from specc.runtime.models_hub import resolve_dtype
 
     config = CONFIG_MAPPING[meta["backbone_config"]["model_type"]].from_dict(meta["backbone_config"])
-    return AutoModel.from_config(config, dtype=resolve_dtype(meta["dtype"])).eval()
+    with torch.device(device):  # built where it will run, in its saved dtype
+        return AutoModel.from_config(config, dtype=resolve_dtype(meta["dtype"])).eval()
 
 
 # -- saving and loading -------------------------------------------------------------------
@@ -247,20 +254,23 @@ def _backbone_from_config(meta: dict) -> torch.nn.Module:
 def save_preference_model(model: PreferenceModel, job: JobDir, meta: dict | None = None) -> None:
     path = job.artifacts / "judge.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    dtype = resolve_dtype(model.saved_dtype)
+    save_file({k: (v if k.startswith("head.") else v.to(dtype)).contiguous() for k, v in model.state_dict().items()},
+              str(tmp))
     tmp.replace(path)
     atomic_write_json(job.artifacts / "judge.json", {"type": "preference_model", **model.describe(), **(meta or {})})
 
 
-def load_preference_model(job: JobDir, meta: dict | None = None) -> PreferenceModel:
-    """Rebuild a saved judge on the CPU from judge.json and its weights (nothing is downloaded)."""
+def load_preference_model(job: JobDir, meta: dict | None = None, device: torch.device | str = "cpu") -> PreferenceModel:
+    """Rebuild a saved judge on `device` from judge.json and its weights (nothing is downloaded)."""
     meta = meta or json.loads((job.artifacts / "judge.json").read_text())
     if meta.get("family", "tiny") == "tiny":
         model = PreferenceModel(meta["form"], meta["size"], meta["vocab"], meta["max_len"])
     else:
-        model = PreferenceModel(meta["form"], None, meta["vocab"], meta["max_len"], backbone=_backbone_from_config(meta),
+        model = PreferenceModel(meta["form"], None, meta["vocab"], meta["max_len"],
+                                backbone=_backbone_from_config(meta, device),
                                 sep=meta["sep"], source={"family": meta["family"], "name": meta["name"]})
-    model.load_state_dict(load_file(str(job.artifacts / "judge.safetensors")))
+    model.load_state_dict(load_file(str(job.artifacts / "judge.safetensors"), device=str(device)))
     model.eval()
-    return model
+    return model.to(device)

@@ -11,12 +11,12 @@ import torch
 
 from specc.compiler.plan import RUNTIME_VERSION
 from specc.runtime.batch import pair_logps, take, to_device
-from specc.runtime.context import JobContext
+from specc.runtime.context import JobContext, policy_file
 from specc.runtime.device import precision
 from specc.runtime.evaluation import Evaluator
 from specc.runtime.losses import preference_loss
 from specc.runtime.loop import Learner, apply_update, make_optimizer, run_loop
-from specc.runtime.models import save_model
+from specc.runtime.models import master_weights, save_model, weights_dtype
 from specc.runtime.samplers import OfflineSampler, OnlineSampler, ReplaySampler
 
 PRECOMPUTE_BATCH = 256  # pairs per reference forward when precomputing (512 sequences)
@@ -29,7 +29,7 @@ PRECOMPUTE_WORTH = 4
 def run_align(ctx: JobContext) -> dict:
     learner = build_align(ctx)
     run_loop(ctx.job, learner, ctx.stop_after)
-    save_model(learner.model, ctx.job.artifacts / "policy.safetensors")
+    learner.save_fn(None)
     return {}
 
 
@@ -37,9 +37,10 @@ def build_align(ctx: JobContext) -> Learner:
     """The policy, its update step and its evaluation, ready for `run_loop` (benchmarks call
     `step_fn` and `eval_fn` directly)."""
     config, train, device = ctx.config, ctx.config["train"], ctx.device
-    policy = ctx.policy("init")
-    reference = ctx.policy("init")  # pi_sft in the paper: the init, frozen
+    reference = ctx.policy("init")  # pi_sft in the paper: the init, frozen, in its saved dtype
     reference.requires_grad_(False)
+    saved_dtype = weights_dtype(reference)  # the policy is saved as its init was
+    policy = master_weights(ctx.policy("init"))
     optimizer, scheduler = make_optimizer(policy, train)
     sampler = _make_sampler(ctx, policy)
     loss_cfg = config["loss"]
@@ -58,7 +59,7 @@ def build_align(ctx: JobContext) -> Learner:
                 "train/logp_chosen": pol_chosen.mean().item(), "train/logp_rejected": pol_rejected.mean().item()}
 
     return Learner(policy, train, step_fn, eval_fn=evaluator, optimizer=optimizer, scheduler=scheduler,
-                   save_fn=lambda step: save_model(policy, ctx.job.artifacts / f"policy@{step}.safetensors"),
+                   save_fn=lambda step: save_model(policy, policy_file(ctx.job, step), saved_dtype),
                    flush_fn=getattr(sampler, "flush", None))
 
 

@@ -6,10 +6,11 @@ import torch
 
 from specc.runtime.artifacts import read_pairs, task_info
 from specc.runtime.batch import both_sides, take, to_device
-from specc.runtime.context import JobContext
+from specc.runtime.context import JobContext, policy_file
 from specc.runtime.device import autocast
 from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop
 from specc.runtime.models import build_policy, response_logprobs, save_model
+from specc.runtime.models_hub import resolve_dtype
 
 
 def run_sft(ctx: JobContext) -> dict:
@@ -23,7 +24,8 @@ def run_sft(ctx: JobContext) -> dict:
         data["response_mask"] = torch.cat([t.response_mask for t in tables])
 
     model = build_policy(ctx.config["model"], info["vocab"], info["prompt_len"] + info["response_len"],
-                         train["seed"]).to(device)
+                         train["seed"], device)
+    saved_dtype = resolve_dtype(ctx.config["model"]["dtype"])  # float32 masters train, saved in the spec's dtype
     optimizer, scheduler = make_optimizer(model, train)
 
     def step_fn(step: int) -> dict:
@@ -38,7 +40,7 @@ def run_sft(ctx: JobContext) -> dict:
         return {"train/loss": nll.item()}
 
     learner = Learner(model, train, step_fn, optimizer=optimizer, scheduler=scheduler,
-                      save_fn=lambda step: save_model(model, ctx.job.artifacts / f"policy@{step}.safetensors"))
+                      save_fn=lambda step: save_model(model, policy_file(ctx.job, step), saved_dtype))
     run_loop(ctx.job, learner, ctx.stop_after)
-    save_model(model, ctx.job.artifacts / "policy.safetensors")
+    learner.save_fn(None)
     return {}
