@@ -120,6 +120,8 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
 
     Locally this returns when every job has ended. On SLURM it returns once the whole DAG is
     submitted (afterok dependencies); --wait follows it to the end."""
+    from specc.live import RunDisplay
+    from specc.runtime.sinks import write_sink_settings
     from specc.store.db import ingest, record_spec
 
     compiled = _compile(spec, overrides, set_, profile, max_jobs)
@@ -128,9 +130,12 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
     if kind not in ("debug", "local", "slurm"):
         raise UserError(f"unknown executor '{kind}': expected debug, local or slurm")
     record_spec(ws, compiled)
+    write_sink_settings(compiled, ws, [job for job in compiled.jobs if not (ws / "jobs" / job.id / "DONE").exists()])
     started = time.time()
+    display = RunDisplay(compiled, ws, console)  # drawn in place in a terminal; plain lines elsewhere
 
     def on_event(event, job, info=""):
+        display.event(event, job)
         style = {"done": "green", "failed": "red", "blocked": "yellow", "cached": "dim"}.get(event, "cyan")
         console.print(f"[{style}]{event:>9}[/{style}] {job.stage:<16} {job.id} {info}")
 
@@ -143,9 +148,8 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
         if not wait:
             console.print(f"follow with: specc status {spec}  (or specc run {spec} --wait)")
             return
-        with console.status("waiting for SLURM") as live:
-            result = wait_plan(compiled, ws, on_event=on_event, on_progress=lambda counts: live.update(
-                "SLURM: " + ", ".join(f"{n} {state}" for state, n in counts.items())))
+        with display.live():
+            result = wait_plan(compiled, ws, on_event=on_event)
         result.cached = submitted.cached
     else:
         from specc.runtime.executor import run_local
@@ -153,7 +157,8 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
         if pdb and kind != "debug":
             raise UserError("--pdb debugs jobs in this process: add --executor debug")
         try:
-            result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event, pdb=pdb)
+            with display.live():
+                result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event, pdb=pdb)
         except KeyboardInterrupt:  # the workers are stopped and marked interrupted: make the store agree
             ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
             err_console.print(f"interrupted: running jobs stopped; specc run {spec} resumes them")
@@ -186,40 +191,23 @@ def cancel(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, prof
 
 @app.command()
 def status(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
-           workspace: WorkspaceOpt = None):
-    """Counts of done / running / pending / failed / blocked jobs by stage, and the slowest jobs."""
-    from specc.runtime.executor import job_state
-    from specc.runtime.jobdir import JobDir
-    from specc.runtime.slurm import scheduler_states
+           workspace: WorkspaceOpt = None,
+           watch: Annotated[bool, typer.Option("--watch", help="redraw until no job runs or waits (Ctrl-C stops)")] = False,
+           interval: Annotated[float, typer.Option(help="--watch: seconds between redraws", min=0.5)] = 5.0):
+    """Jobs by stage and state; each running job's step, last metrics and time since it last wrote."""
+    from specc.live import StatusView
     from specc.store.db import ingest
 
     compiled = _compile(spec, overrides, set_, profile)
     ws = _workspace(compiled, workspace)
-    dirs = {job.id: JobDir(ws / "jobs" / job.id) for job in compiled.jobs}
-    scheduler = scheduler_states([d.status().get("slurm_job_id") for d in dirs.values() if not d.is_done()])
-    states, walls = {}, []
-    for job in compiled.jobs:
-        jd = dirs[job.id]
-        state = job_state(jd, scheduler)
-        if state == "pending" and any(states.get(u) in ("failed", "blocked") for u in job.upstream.values()):
-            state = "blocked"
-        states[job.id] = state
-        if jd.status().get("wall_s") is not None:
-            walls.append((jd.status()["wall_s"], job))
-    table = Table(title=f"{compiled.spec.name}: {len(compiled.jobs)} jobs")
-    columns = ("done", "running", "pending", "failed", "blocked")
-    table.add_column("stage")
-    for c in columns:
-        table.add_column(c, justify="right")
-    for stage in compiled.spec.stages:
-        counts = [sum(1 for j in compiled.jobs if j.stage == stage and states[j.id] == c) for c in columns]
-        table.add_row(stage, *(str(n) for n in counts))
-    console.print(table)
-    for wall, job in sorted(walls, key=lambda x: -x[0])[:5]:
-        console.print(f"  slowest: {job.stage:<16} {job.id} {wall:.1f}s")
-    for job in compiled.jobs:
-        for note in dirs[job.id].status().get("notes") or []:
-            console.print(Text(f"  note: {job.stage:<16} {job.id} {note}"))
+    view = StatusView(compiled, ws)
+    if watch:
+        try:
+            view.watch(console, interval)
+        except KeyboardInterrupt:
+            pass
+    else:
+        console.print(view.render())
     if (ws / "jobs").exists():
         ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
 

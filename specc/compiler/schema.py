@@ -328,6 +328,7 @@ class Spec(Block):
     stages: Annotated[dict[StageName, Stage], Field(min_length=1)]
     executor: ExecutorSettings = ExecutorSettings()
     report: ReportSettings = ReportSettings()
+    report_to: list[Literal["tensorboard", "wandb"]] = []  # also copy training metrics there; not part of job ids
     max_jobs: PositiveInt = 10_000
     profiles: dict[str, dict[str, Any]] = {}  # named overlays, selected with --profile
 

@@ -60,13 +60,14 @@ def render_report(workspace: Path, spec_name: str, output: Path, wanted: list[st
                 continue
             _draw(data, figure, figures, missing, custom=True)
         tables = _provenance_tables(data)
+        unfinished, total_jobs = _unfinished(data, workspace)
         verdicts, not_measured = findings(data)
     unknown = sorted(set(wanted or []) - set(FIGURES_BY_NAME) - set(custom or {}))
     html = _template().render(
         spec_name=spec_name, spec_path=spec_path, spec_text=spec_text, figures=figures, missing=missing,
         unknown=unknown, findings=verdicts, not_measured=not_measured, **tables,
         examples=_examples(workspace, tables["dataset_jobs"]), job_notes=_job_notes(workspace, tables["jobs"]),
-        provenance=_provenance(spec_path),
+        provenance=_provenance(spec_path), unfinished=unfinished, total_jobs=total_jobs,
         render_s=time.perf_counter() - started, vega_js=vega_bundle(), data_name=DATA_NAME)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +152,25 @@ def _json_default(value):
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def _unfinished(data: SpecData, workspace: Path) -> tuple[list[dict], int]:
+    """The spec's jobs that have not finished (running, waiting, failed, ...) as the store last saw
+    them, each with its step from progress.json; and the spec's number of jobs."""
+    from specc.runtime.progress import read_progress
+
+    rows = data.rows("""
+        SELECT sj.stage, sj.job_id, coalesce(j.status, 'pending') AS state, count(*) OVER () AS n, j.job_id IS NULL
+        FROM spec_jobs sj LEFT JOIN jobs j USING (job_id) WHERE sj.spec_name = ?
+        ORDER BY sj.stage, sj.job_id""")
+    unfinished = []
+    for stage, job_id, state, _, _ in rows:
+        if state == "done":
+            continue
+        progress = read_progress(workspace / "jobs" / job_id) or {}
+        step = f"{progress['step']}/{progress['steps']}" if state != "pending" and "step" in progress else ""
+        unfinished.append({"stage": stage, "job_id": job_id, "state": state, "step": step})
+    return unfinished, (rows[0][3] if rows else 0)
 
 
 def _job_notes(workspace: Path, jobs) -> list[dict]:

@@ -18,6 +18,7 @@ import torch
 
 from specc.runtime.divergence import check_parameters, check_step_metrics
 from specc.runtime.jobdir import JobDir
+from specc.runtime.progress import open_progress
 
 
 def step_generator(seed: int, purpose: str, step: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -89,13 +90,15 @@ def run_loop(job: JobDir, learner: Learner, stop_after: int | None = None) -> in
     start = _resume(job, learner)
     pending: list[tuple[int, str, float]] = []
     last_flush = start
+    progress = open_progress(job, train["steps"], start)  # progress.json and the spec's metric sinks
     for step in range(start, train["steps"]):
         if learner.eval_fn and evaluates_at(train, step):
-            job.write_metrics(f"eval-{step:08d}", _rows(step, learner.eval_fn(step)))
+            _evaluate(job, learner, step, progress)
         metrics = learner.step_fn(step)
         check_step_metrics(step + 1, metrics)
         pending += _rows(step + 1, metrics)
         done = step + 1
+        progress.step(done, metrics)
         if learner.save_fn and done in train["save_at"] and done != train["steps"]:
             learner.save_fn(done)
         if done % train["checkpoint_every"] == 0 or done == train["steps"]:
@@ -106,10 +109,18 @@ def run_loop(job: JobDir, learner: Learner, stop_after: int | None = None) -> in
             pending, last_flush = [], done
             _checkpoint(job, learner, done)
             if stop_after is not None and done >= stop_after and done != train["steps"]:
+                progress.close()
                 raise Interrupted(done)
     if learner.eval_fn:
-        job.write_metrics(f"eval-{train['steps']:08d}", _rows(train["steps"], learner.eval_fn(train["steps"])))
+        _evaluate(job, learner, train["steps"], progress)
+    progress.close()
     return train["steps"]
+
+
+def _evaluate(job: JobDir, learner: Learner, step: int, progress) -> None:
+    metrics = learner.eval_fn(step)
+    job.write_metrics(f"eval-{step:08d}", _rows(step, metrics))
+    progress.evaluated(step, metrics)
 
 
 def evaluates_at(train: dict, step: int) -> bool:
