@@ -96,9 +96,12 @@ class Responder:
         eos = info.get("eos_id")
         return cls(info["response_len"], eos, info.get("pad_id", eos))
 
-    def __call__(self, model, prompts, prompt_mask, generator, copies: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(responses, mask) of `copies` responses per prompt: all first ones, then all second ones, ..."""
-        return self._cut(sample(model, prompts, self.length, generator, prompt_mask=prompt_mask, copies=copies))
+    def __call__(self, model, prompts, prompt_mask, generator, copies: int = 1,
+                 draw_rows=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(responses, mask) of `copies` responses per prompt: all first ones, then all second
+        ones, ... (`draw_rows`: a rank's share of a batch, see models.sample)."""
+        return self._cut(sample(model, prompts, self.length, generator, prompt_mask=prompt_mask, copies=copies,
+                                draw_rows=draw_rows))
 
     def keeping(self, keep: str, model, prompts, prompt_mask, generator) -> tuple[tuple, torch.Tensor]:
         """((responses, mask), what sampling kept: "logits" [B, length, V] or "logprobs" [B, length])."""

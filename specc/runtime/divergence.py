@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from specc.runtime import distributed
+
 HINT = "the run diverged: lower train.lr, set train.grad_clip, or check the data"
 
 
@@ -31,9 +33,13 @@ def check_parameters(step: int, model: torch.nn.Module) -> None:
     params = [p for p in model.parameters()]
     if not params:
         return
-    finite = torch.stack([torch.isfinite(p.detach()).all() for p in params])
-    if bool(finite.all()):  # one device sync per checkpoint
+    # a sharded parameter (a DTensor) is checked by each rank on its own shard
+    local = [p.to_local() if hasattr(p, "to_local") else p for p in params]
+    finite = torch.stack([torch.isfinite(p.detach()).all() for p in local])
+    if distributed.all_finite(finite.all()):  # one device sync per checkpoint
         return
+    if bool(finite.all()):  # another rank's shard
+        raise NonFiniteError(f"a parameter shard of another rank is not finite at step {step}: {HINT}")
     names = [name for name, _ in model.named_parameters()]
     first = names[int((~finite).nonzero()[0])]
     raise NonFiniteError(f"parameter {first} is not finite at step {step}: {HINT}")

@@ -6,6 +6,7 @@ traceback in status.json and the log, and re-raises so the executor sees it.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import torch
 
+from specc.runtime import distributed
 from specc.runtime.context import JobContext
 from specc.runtime.device import job_device, precision
-from specc.runtime.jobdir import JobDir
+from specc.runtime.jobdir import JobBusy, JobDir
 from specc.runtime.loop import Interrupted, release_checkpoint
 
 
@@ -43,6 +45,8 @@ def _stage_runner(kind: str):
 def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     """Run (or resume) one job. Returns its id; a finished job returns at once."""
     job = JobDir(job_dir)
+    if distributed.launched_ranks() > 1:
+        return _run_ranked(job, stop_after)
     if job.is_done():
         return job.id
     if threading.current_thread() is threading.main_thread():
@@ -56,6 +60,34 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
             job.clear_results()
             job.update_status(rerun_because=damaged)
         return _run_owned(job, stop_after)
+
+
+def _run_ranked(job: JobDir, stop_after: int | None) -> str:
+    """One rank of a job started as several processes (runtime.distributed). Rank 0 owns the
+    job (its lock, status, results); every rank computes."""
+    distributed.start(job_device().type)
+    try:
+        with contextlib.ExitStack() as owned:
+            verdict = None
+            if distributed.is_main():
+                verdict = "done" if job.is_done() else None
+                if verdict is None:
+                    try:
+                        owned.enter_context(job.lock())
+                    except JobBusy as exc:
+                        verdict = str(exc)
+                damaged = job.damage() if verdict is None else None
+                if damaged:
+                    job.clear_results()
+                    job.update_status(rerun_because=damaged)
+            verdict = distributed.broadcast(verdict)
+            if verdict == "done":
+                return job.id
+            if verdict is not None:
+                raise JobBusy(verdict)
+            return _run_owned(job if distributed.is_main() else distributed.follower(job), stop_after)
+    finally:
+        distributed.stop()
 
 
 def _run_owned(job: JobDir, stop_after: int | None) -> str:
@@ -76,13 +108,16 @@ def _run_owned(job: JobDir, stop_after: int | None) -> str:
         job.mark_interrupted()
         raise
     except Exception as exc:
-        error = "".join(traceback.format_exception(exc))
+        error = distributed.label() + "".join(traceback.format_exception(exc))
         with open(job.log_path, "a") as log:
             log.write(error)
-        job.mark_failed(f"{type(exc).__name__}: {exc}")
+        message = f"{distributed.label()}{type(exc).__name__}: {exc}"
+        if not distributed.keeps_first_failure(job):
+            job.mark_failed(message)
         raise
     job.mark_done(summary)
-    job.update_status(kept_bytes=release_checkpoint(job, spec["config"].get("train")))
+    if distributed.is_main():  # the job's owner tidies up
+        job.update_status(kept_bytes=release_checkpoint(job, spec["config"].get("train")))
     return job.id
 
 

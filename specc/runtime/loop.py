@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from specc.runtime import distributed
 from specc.runtime.divergence import check_parameters, check_step_metrics
 from specc.runtime.jobdir import JobDir
 from specc.runtime.progress import open_progress
@@ -133,6 +135,9 @@ def _rows(step: int, metrics: dict) -> list[tuple[int, str, float]]:
 
 
 def _checkpoint(job: JobDir, learner: Learner, step: int) -> None:
+    if distributed.world() > 1:  # sharded: every rank writes its part
+        return distributed.save_checkpoint(job.checkpoint_dir, step, learner.model, learner.optimizer,
+                                           learner.scheduler)
     state = {"step": step, "model": learner.model.state_dict(), "optimizer": learner.optimizer.state_dict(),
              "scheduler": learner.scheduler.state_dict()}
     path = job.checkpoint_dir / "state.pt"
@@ -144,6 +149,8 @@ def _checkpoint(job: JobDir, learner: Learner, step: int) -> None:
 
 
 def _resume(job: JobDir, learner: Learner) -> int:
+    if distributed.world() > 1:
+        return distributed.load_checkpoint(job.checkpoint_dir, learner.model, learner.optimizer, learner.scheduler)
     path = job.checkpoint_dir / "state.pt"
     if not path.exists():
         return 0
@@ -163,4 +170,7 @@ def release_checkpoint(job: JobDir, train: dict | None) -> int:
     if train is not None and not train.get("keep_optimizer_state"):
         for path in job.checkpoint_dir.glob("state.pt*"):
             path.unlink(missing_ok=True)
+        for path in job.checkpoint_dir.glob("step-*"):  # a sharded checkpoint (runtime.distributed)
+            shutil.rmtree(path, ignore_errors=True)
+        (job.checkpoint_dir / distributed.LATEST).unlink(missing_ok=True)
     return sum(p.stat().st_size for p in job.path.rglob("*") if p.is_file())

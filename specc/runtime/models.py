@@ -7,6 +7,7 @@ responses (see runtime.data.tokenize).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -75,15 +76,16 @@ def check_positions(model, max_len: int, name: str) -> None:
                          "lower the dataset's max_prompt_tokens / max_response_tokens")
 
 
-def save_model(model, path: Path, dtype: torch.dtype | None = None) -> None:
+def save_model(model, path: Path, dtype: torch.dtype | None = None, state: dict | None = None) -> None:
     """Weights (in `dtype`, default their own) and config in one safetensors file; a tied
-    output layer is stored once. The temporary file is unique per process."""
+    output layer is stored once. The temporary file is unique per process. `state`: the
+    model's whole state dict where the model itself holds shards of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     output = model.get_output_embeddings()
     tied = output is not None and output.weight is model.get_input_embeddings().weight
-    state = {k: v.to(dtype or v.dtype).contiguous() for k, v in model.state_dict().items()
-             if not (tied and k == "lm_head.weight")}
+    state = model.state_dict() if state is None else state
+    state = {k: v.to(dtype or v.dtype).contiguous() for k, v in state.items() if not (tied and k == "lm_head.weight")}
     save_file(state, str(tmp), metadata={"config": model.config.to_json_string()})
     tmp.replace(path)
 
@@ -226,19 +228,26 @@ def token_logprobs(logits: torch.Tensor, responses: torch.Tensor) -> torch.Tenso
 
 def sample(model, prompts: torch.Tensor, length: int, generator: torch.Generator,
            temperature: float = 1.0, prompt_mask: torch.Tensor | None = None, copies: int = 1,
-           keep: str | None = None):
+           keep: str | None = None, draw_rows: tuple[int, torch.Tensor] | None = None):
     """Ancestral sampling with a KV cache; every draw comes from `generator`. `copies`
     responses per prompt share the prompt's forward: rows are all first responses, then all
     second ones, .... `keep="logits"` also returns the logits each token was drawn from
     (before the temperature) [rows, length, V]; `keep="logprobs"` the policy's log-prob of
-    each drawn token [rows, length]: what a forward over the samples would give, for free."""
+    each drawn token [rows, length]: what a forward over the samples would give, for free.
+    `draw_rows` = (rows, these rows' indices among them): draws are made for that many rows
+    and these rows' taken, so one rank's share of a batch samples what the whole batch
+    would (runtime.distributed)."""
     if keep not in (None, "logits", "logprobs"):
         raise ValueError(f"keep={keep!r}: expected 'logits' or 'logprobs'")
-    with torch.inference_mode():  # no autograd bookkeeping at all, per token
+    # no autograd bookkeeping at all, per token; a sharded model's parameters are gathered by
+    # in-place copies, which inference mode forbids, so it samples under no_grad
+    sharded = torch.distributed.is_available() and torch.distributed.is_initialized()
+    with torch.no_grad() if sharded else torch.inference_mode():
+        draw = functools.partial(_draw, temperature=temperature, generator=generator, rows=draw_rows)
         if prompt_mask is None:
-            tokens, kept = _sample(model, prompts, length, generator, temperature, copies, keep)
+            tokens, kept = _sample(model, prompts, length, draw, copies, keep)
         else:
-            tokens, kept = _sample_padded(model, prompts, prompt_mask, length, generator, temperature, copies, keep)
+            tokens, kept = _sample_padded(model, prompts, prompt_mask, length, draw, copies, keep)
     # normal tensors: inference tensors cannot be saved for a later backward
     if keep is None:
         return tokens.clone()
@@ -260,7 +269,7 @@ def end_at_eos(responses: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch
     return responses.masked_fill(after_eos, pad_id), (~after_eos).long()
 
 
-def _sample(model, prompts, length, generator, temperature, copies, keep):
+def _sample(model, prompts, length, draw, copies, keep):
     body = gpt2.Body.of(model.transformer) if gpt2.is_plain_lm(model) else None
     logits, past = _next_logits(model, prompts, None, body)  # the prompts, once each
     if copies > 1:
@@ -272,7 +281,7 @@ def _sample(model, prompts, length, generator, temperature, copies, keep):
     tokens, kept = [], []
     for t in range(length):
         logits = states[0][0] if len(states) == 1 else torch.cat([logits for logits, _ in states])
-        nxt = _draw(logits, temperature, generator)
+        nxt = draw(logits)
         tokens.append(nxt)
         _keep(kept, keep, logits, nxt)
         if t + 1 < length:
@@ -280,7 +289,7 @@ def _sample(model, prompts, length, generator, temperature, copies, keep):
     return torch.cat(tokens, dim=1), kept
 
 
-def _sample_padded(model, prompts, prompt_mask, length, generator, temperature, copies, keep):
+def _sample_padded(model, prompts, prompt_mask, length, draw, copies, keep):
     """Left-padded prompts (real data): the attention mask grows by one real position per token."""
     attention = prompt_mask.long()
     out = model(input_ids=prompts, attention_mask=attention, position_ids=positions(attention), use_cache=True)
@@ -291,7 +300,7 @@ def _sample_padded(model, prompts, prompt_mask, length, generator, temperature, 
     next_position = attention.sum(-1, keepdim=True)
     tokens, kept = [], []
     for t in range(length):
-        nxt = _draw(logits, temperature, generator)
+        nxt = draw(logits)
         tokens.append(nxt)
         _keep(kept, keep, logits, nxt)
         if t + 1 < length:
@@ -302,12 +311,16 @@ def _sample_padded(model, prompts, prompt_mask, length, generator, temperature, 
     return torch.cat(tokens, dim=1), kept
 
 
-def _draw(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+def _draw(logits: torch.Tensor, temperature: float, generator: torch.Generator,
+          rows: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
     """One token per row [B, 1] from softmax(logits / temperature), by inverting the CDF at
     one uniform draw per row (3-6x faster than torch.multinomial's exponential draw per
     vocabulary entry). A token of probability 0 is never drawn: u is in (0, 1]."""
     cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
-    u = 1.0 - torch.rand(len(cdf), 1, generator=generator, dtype=cdf.dtype, device=cdf.device)
+    u = 1.0 - torch.rand(len(cdf) if rows is None else rows[0], 1, generator=generator, dtype=cdf.dtype,
+                         device=cdf.device)
+    if rows is not None:
+        u = u[rows[1].to(u.device)]
     return (cdf < u * cdf[:, -1:]).sum(dim=-1, keepdim=True)
 
 

@@ -251,13 +251,15 @@ def _backbone_from_config(meta: dict, device: torch.device | str = "cpu") -> tor
 # -- saving and loading -------------------------------------------------------------------
 
 
-def save_preference_model(model: PreferenceModel, job: JobDir, meta: dict | None = None) -> None:
+def save_preference_model(model: PreferenceModel, job: JobDir, meta: dict | None = None,
+                          state: dict | None = None) -> None:
+    """`state`: the model's whole state dict where the model itself holds shards of it."""
     path = job.artifacts / "judge.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     dtype = resolve_dtype(model.saved_dtype)
-    save_file({k: (v if k.startswith("head.") else v.to(dtype)).contiguous() for k, v in model.state_dict().items()},
-              str(tmp))
+    state = model.state_dict() if state is None else state
+    save_file({k: (v if k.startswith("head.") else v.to(dtype)).contiguous() for k, v in state.items()}, str(tmp))
     tmp.replace(path)
     atomic_write_json(job.artifacts / "judge.json", {"type": "preference_model", **model.describe(), **(meta or {})})
 

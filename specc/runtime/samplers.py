@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from specc.runtime import distributed
 from specc.runtime.artifacts import read_pairs, read_prompt_set, read_tokens, task_info, write_tokens
 from specc.runtime.batch import Responder, mask, order_pairs, take, to_device
 from specc.runtime.context import JobContext
@@ -28,7 +29,9 @@ class OfflineSampler:
         self.train, self.device = ctx.config["train"], ctx.device
 
     def rows(self, step: int) -> torch.Tensor:
-        return batch_indices(len(self.pairs["prompt"]), self.train["batch_size"], self.train["seed"], step)
+        """The step's rows of the table (this rank's share of them)."""
+        return distributed.share(batch_indices(len(self.pairs["prompt"]), self.train["batch_size"],
+                                               self.train["seed"], step))
 
     def __call__(self, step: int):
         return to_device(take(self.pairs, self.rows(step)), self.device), {}
@@ -38,7 +41,9 @@ class OnlineSampler:
     """Sample two responses per prompt from the current policy; the judge labels them.
 
     Every labelled batch is recorded, as token ids with its step, in
-    artifacts/stream/ (flushed with each checkpoint) for tandem replay."""
+    artifacts/stream/ (flushed with each checkpoint) for tandem replay. A job of several
+    ranks samples and labels each rank's share of the prompts, with the draws one process
+    would make for them; rank 0 records the whole batch, in one process's order."""
 
     def __init__(self, ctx: JobContext, policy):
         self.ctx, self.policy = ctx, policy
@@ -57,12 +62,14 @@ class OnlineSampler:
 
     def __call__(self, step: int):
         seed = self.train["seed"]
-        idx = batch_indices(len(self.prompts["prompt"]), self.train["batch_size"], seed, step)
+        every = batch_indices(len(self.prompts["prompt"]), self.train["batch_size"], seed, step)
+        idx = distributed.share(every)
         rows = to_device(take(self.prompts, idx), self.device)
         prompts, prompt_mask = rows["prompt"], mask(rows, "prompt")
         generator = step_generator(seed, "sample", step, self.device)
         with autocast(self.device):  # both samples of every prompt decode as one batch: half the per-token steps
-            samples, sample_mask = self.respond(self.policy, prompts, prompt_mask, generator, copies=2)
+            samples, sample_mask = self.respond(self.policy, prompts, prompt_mask, generator, copies=2,
+                                                draw_rows=distributed.draw_rows(len(every), copies=2))
         first, second = samples.chunk(2)
         first_mask, second_mask = (None, None) if sample_mask is None else sample_mask.chunk(2)
         p_first = torch.from_numpy(np.asarray(self.judge.prob_first(prompts, first, second, prompt_mask=prompt_mask,
@@ -71,19 +78,27 @@ class OnlineSampler:
         if self.label_mode == "argmax":
             first_wins = p_first >= 0.5  # a tie keeps the first sample as the winner
         else:
-            first_wins = torch.rand(len(p_first), generator=step_generator(seed, "label", step), dtype=torch.float64) < p_first
+            draws = torch.rand(len(every), generator=step_generator(seed, "label", step), dtype=torch.float64)
+            first_wins = distributed.share(draws) < p_first
         batch = order_pairs(prompts, first, second, first_wins[:, None].to(self.device), prompt_mask,
                             first_mask, second_mask)
-        if self.last_flush is None:
-            self.last_flush = step
-        self.buffer.append((step, {name: values.cpu() for name, values in batch.items()}))
+        self._record(step, batch)
         metrics = {}
         if self.golden is not None:
             golden = torch.from_numpy(np.asarray(self.golden.prob_first(
                 prompts, batch["chosen"], batch["rejected"], prompt_mask=prompt_mask,
                 first_mask=mask(batch, "chosen"), second_mask=mask(batch, "rejected"))))
-            metrics["online/judge_accuracy_golden"] = torch.where(golden == 0.5, 0.5, (golden > 0.5).double()).mean().item()
+            accuracy = torch.where(golden == 0.5, 0.5, (golden > 0.5).double()).mean()
+            metrics["online/judge_accuracy_golden"] = distributed.mean(accuracy)
         return batch, metrics
+
+    def _record(self, step: int, batch: dict) -> None:
+        whole = {name: distributed.gather(values) for name, values in batch.items()}
+        if not distributed.is_main():
+            return
+        if self.last_flush is None:
+            self.last_flush = step
+        self.buffer.append((step, {name: values.cpu() for name, values in whole.items()}))
 
     def flush(self, done: int) -> None:
         if not self.buffer:
@@ -136,7 +151,8 @@ class ReplaySampler:
         self.device = ctx.device
 
     def rows(self, step: int) -> torch.Tensor:
-        return self.order[step * self.train["batch_size"]: (step + 1) * self.train["batch_size"]]
+        """The step's rows of the stream (this rank's share of them)."""
+        return distributed.share(self.order[step * self.train["batch_size"]: (step + 1) * self.train["batch_size"]])
 
     def __call__(self, step: int):
         return to_device(take(self.pairs, self.rows(step)), self.device), {}

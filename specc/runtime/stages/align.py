@@ -10,13 +10,14 @@ from pathlib import Path
 import torch
 
 from specc.compiler.plan import RUNTIME_VERSION
+from specc.runtime import distributed
 from specc.runtime.batch import pair_logps, take, to_device
 from specc.runtime.context import JobContext, policy_file
 from specc.runtime.device import precision
 from specc.runtime.evaluation import Evaluator
 from specc.runtime.losses import preference_loss
 from specc.runtime.loop import Learner, apply_update, make_optimizer, run_loop
-from specc.runtime.models import master_weights, save_model, weights_dtype
+from specc.runtime.models import master_weights, weights_dtype
 from specc.runtime.samplers import OfflineSampler, OnlineSampler, ReplaySampler
 
 PRECOMPUTE_BATCH = 256  # pairs per reference forward when precomputing (512 sequences)
@@ -40,7 +41,7 @@ def build_align(ctx: JobContext) -> Learner:
     reference = ctx.policy("init")  # pi_sft in the paper: the init, frozen, in its saved dtype
     reference.requires_grad_(False)
     saved_dtype = weights_dtype(reference)  # the policy is saved as its init was
-    policy = master_weights(ctx.policy("init"))
+    policy = distributed.shard(master_weights(ctx.policy("init")), device)
     optimizer, scheduler = make_optimizer(policy, train)
     sampler = _make_sampler(ctx, policy)
     loss_cfg = config["loss"]
@@ -54,12 +55,16 @@ def build_align(ctx: JobContext) -> Learner:
         pol_chosen, pol_rejected = pair_logps(policy, batch, loss_cfg["normalize"], device)
         loss, h = preference_loss(loss_cfg["name"], loss_cfg["beta"], pol_chosen, pol_rejected, ref_chosen, ref_rejected)
         apply_update(policy, optimizer, scheduler, loss, train["grad_clip"])
-        return {**metrics, "train/loss": loss.item(), "train/margin_mean": h.mean().item(),
+        # the global batch's statistics (this rank's share is all of it on one process)
+        h, pol_chosen, pol_rejected = (distributed.gather(t) for t in (h, pol_chosen, pol_rejected))
+        return {**metrics, "train/loss": distributed.mean(loss), "train/margin_mean": h.mean().item(),
                 "train/margin_std": h.std().item() if len(h) > 1 else 0.0,
                 "train/logp_chosen": pol_chosen.mean().item(), "train/logp_rejected": pol_rejected.mean().item()}
 
-    return Learner(policy, train, step_fn, eval_fn=evaluator, optimizer=optimizer, scheduler=scheduler,
-                   save_fn=lambda step: save_model(policy, policy_file(ctx.job, step), saved_dtype),
+    def save_fn(step: int | None) -> None:
+        distributed.save_policy(policy, policy_file(ctx.job, step), saved_dtype)
+
+    return Learner(policy, train, step_fn, eval_fn=evaluator, optimizer=optimizer, scheduler=scheduler, save_fn=save_fn,
                    flush_fn=getattr(sampler, "flush", None))
 
 

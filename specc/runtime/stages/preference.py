@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from specc.runtime import distributed
 from specc.runtime.artifacts import read_pairs, task_info
 from specc.runtime.batch import masks_of
 from specc.runtime.context import JobContext
@@ -31,23 +32,25 @@ def run_preference_model(ctx: JobContext) -> dict:
     model = build_preference_model(config["form"], config["model"], info)
     if ctx.has("init"):
         _initialise(model, ctx)
-    model.to(ctx.device)
+    model = distributed.shard(model.to(ctx.device), ctx.device)
     optimizer, scheduler = make_optimizer(model, train)
 
     def step_fn(step: int) -> dict:
-        idx = batch_indices(len(fit["prompt"]), train["batch_size"], train["seed"], step)
+        every = batch_indices(len(fit["prompt"]), train["batch_size"], train["seed"], step)
+        idx = distributed.share(every)  # this rank's rows (all of them on one process)
         batch = {k: v[idx] for k, v in fit.items()}
         if config["form"] == "pointwise":
             with autocast(ctx.device):
                 logit = model.logit(batch["prompt"], batch["chosen"], batch["rejected"], *masks_of(batch))
             loss = -F.logsigmoid(logit.float()).mean()
         else:  # Eq. 5: present the pair in a random order, predict which side won
-            chosen_first = torch.rand(len(idx), generator=step_generator(train["seed"], "order", step)) < 0.5
+            chosen_first = distributed.share(
+                torch.rand(len(every), generator=step_generator(train["seed"], "order", step)) < 0.5)
             with autocast(ctx.device):
                 logit = model.logit(*shown_in_order(batch, chosen_first))
             loss = F.binary_cross_entropy_with_logits(logit.float(), chosen_first.float().to(logit.device))
         apply_update(model, optimizer, scheduler, loss, train["grad_clip"])
-        return {"train/loss": loss.item()}
+        return {"train/loss": distributed.mean(loss)}
 
     def eval_fn(step: int) -> dict:
         p = model.prob_first(val["prompt"], val["chosen"], val["rejected"], *masks_of(val))
@@ -55,7 +58,13 @@ def run_preference_model(ctx: JobContext) -> dict:
 
     learner = Learner(model, train, step_fn, eval_fn=eval_fn, optimizer=optimizer, scheduler=scheduler)
     run_loop(ctx.job, learner, ctx.stop_after)
-    save_preference_model(model.cpu(), ctx.job)
+    if distributed.world() == 1:
+        save_preference_model(model.cpu(), ctx.job)
+        return {}
+    state = distributed.full_state(model)
+    if distributed.is_main():
+        save_preference_model(model, ctx.job, state=state)
+    distributed.barrier()
     return {}
 
 

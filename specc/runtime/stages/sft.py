@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from specc.runtime import distributed
 from specc.runtime.artifacts import read_pairs, task_info
 from specc.runtime.batch import both_sides, take, to_device
 from specc.runtime.context import JobContext, policy_file
 from specc.runtime.device import autocast
 from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop
-from specc.runtime.models import build_policy, response_logprobs, save_model
+from specc.runtime.models import build_policy, response_logprobs
 from specc.runtime.models_hub import resolve_dtype
 
 
@@ -25,22 +26,26 @@ def run_sft(ctx: JobContext) -> dict:
 
     model = build_policy(ctx.config["model"], info["vocab"], info["prompt_len"] + info["response_len"],
                          train["seed"], device)
+    model = distributed.shard(model, device)
     saved_dtype = resolve_dtype(ctx.config["model"]["dtype"])  # float32 masters train, saved in the spec's dtype
     optimizer, scheduler = make_optimizer(model, train)
 
     def step_fn(step: int) -> dict:
-        idx = batch_indices(len(data["prompt"]), train["batch_size"], train["seed"], step)
+        idx = distributed.share(batch_indices(len(data["prompt"]), train["batch_size"], train["seed"], step))
         rows = to_device(take(data, idx), device)
         with autocast(device):
             logps = response_logprobs(model, rows["prompt"], rows["response"], rows.get("response_mask"),
                                       rows.get("prompt_mask"))
         # mean over real response tokens (all of them, for fixed-length synthetic responses)
-        nll = -logps.mean() if "response_mask" not in rows else -logps.sum() / rows["response_mask"].sum().clamp(min=1)
+        nll = (-logps.mean() if "response_mask" not in rows
+               else distributed.token_mean(-logps.sum(), rows["response_mask"].sum()))
         apply_update(model, optimizer, scheduler, nll, train["grad_clip"])
-        return {"train/loss": nll.item()}
+        return {"train/loss": distributed.mean(nll)}
 
-    learner = Learner(model, train, step_fn, optimizer=optimizer, scheduler=scheduler,
-                      save_fn=lambda step: save_model(model, policy_file(ctx.job, step), saved_dtype))
+    def save_fn(step: int | None) -> None:
+        distributed.save_policy(model, policy_file(ctx.job, step), saved_dtype)
+
+    learner = Learner(model, train, step_fn, optimizer=optimizer, scheduler=scheduler, save_fn=save_fn)
     run_loop(ctx.job, learner, ctx.stop_after)
     learner.save_fn(None)
     return {}
