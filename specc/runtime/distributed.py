@@ -299,6 +299,19 @@ def keeps_first_failure(job) -> bool:
     return status.get("state") == "failed" and str(status.get("error", "")).startswith("rank ")
 
 
+class NoProgress:
+    """What a rank other than 0 reports of its progress: nothing (runtime.progress)."""
+
+    def step(self, step: int, metrics: dict) -> None:
+        pass
+
+    def evaluated(self, step: int, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def label() -> str:
     """'rank R of N: ' where a job has several ranks, else ''."""
     return f"rank {rank()} of {world()}: " if world() > 1 else ""

@@ -92,7 +92,8 @@ def run_loop(job: JobDir, learner: Learner, stop_after: int | None = None) -> in
     start = _resume(job, learner)
     pending: list[tuple[int, str, float]] = []
     last_flush = start
-    progress = open_progress(job, train["steps"], start)  # progress.json and the spec's metric sinks
+    # progress.json and the spec's metric sinks, written by the job's rank 0 only
+    progress = open_progress(job, train["steps"], start) if distributed.is_main() else distributed.NoProgress()
     for step in range(start, train["steps"]):
         if learner.eval_fn and evaluates_at(train, step):
             _evaluate(job, learner, step, progress)
