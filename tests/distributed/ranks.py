@@ -9,16 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-# runs one rank; `fail_step` makes that rank's update raise at that step (a failing rank)
+# runs one rank; from update `fail_step` on, that rank raises ("raise") or stops answering ("hang")
 RANK_MAIN = """
-import sys
+import sys, time
 from specc.runtime import job, loop
-fail_step = int(sys.argv[2])
+fail_step, how = int(sys.argv[2]), sys.argv[3]
 if fail_step >= 0:
     real = loop.apply_update
     def failing(model, optimizer, scheduler, loss, grad_clip, _seen=[0]):
         _seen[0] += 1
         if _seen[0] > fail_step:
+            if how == "hang":
+                time.sleep(3600)
             raise RuntimeError("injected failure in this rank")
         return real(model, optimizer, scheduler, loss, grad_clip)
     for module in ("specc.runtime.stages.align", "specc.runtime.stages.sft", "specc.runtime.stages.preference"):
@@ -34,16 +36,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_ranks(job_path: Path, ranks: int, fail: dict[int, int] | None = None,
+def start_ranks(job_path: Path, ranks: int, fail: dict[int, int] | None = None, how: str = "raise",
                 timeout_s: float = 60) -> list[subprocess.Popen]:
-    """One process per rank running the job; `fail` = {rank: step} makes a rank fail there."""
+    """One process per rank running the job; `fail` = {rank: step} makes a rank fail there
+    (`how`: "raise" or "hang"); `timeout_s`: the collectives' timeout."""
     port = free_port()
     procs = []
     for rank in range(ranks):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                "WORLD_SIZE": str(ranks), "LOCAL_RANK": str(rank), "SPECC_COLLECTIVE_TIMEOUT_S": str(timeout_s)}
         step = (fail or {}).get(rank, -1)
-        procs.append(subprocess.Popen([sys.executable, "-c", RANK_MAIN, str(job_path), str(step)], env=env,
+        procs.append(subprocess.Popen([sys.executable, "-c", RANK_MAIN, str(job_path), str(step), how], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     return procs
 

@@ -12,7 +12,7 @@ from specc.runtime.jobdir import JobDir
 from specc.runtime.samplers import read_stream
 
 from tests.distributed.ranks import run_ranks
-from tests.runtime.tiny import copy_upstream
+from tests.distributed.conftest import run_two_ranks
 
 pytestmark = pytest.mark.slow
 
@@ -42,19 +42,6 @@ def assert_close_runs(got: JobDir, expected: JobDir) -> None:
     assert got_w.keys() == expected_w.keys()
     for name in expected_w:
         torch.testing.assert_close(got_w[name], expected_w[name], rtol=RTOL, atol=WEIGHT_ATOL)
-
-
-def run_two_ranks(tiny_run, stage: str, workspace) -> JobDir:
-    job = copy_upstream(tiny_run, stage, workspace)
-    results = run_ranks(job.path, 2)
-    assert all(code == 0 for code, _ in results), results
-    assert job.is_done() and job.status()["state"] == "done"
-    return job
-
-
-@pytest.fixture(scope="module")
-def online_two_ranks(tiny_run, tmp_path_factory) -> JobDir:
-    return run_two_ranks(tiny_run, "online", tmp_path_factory.mktemp("online2"))
 
 
 @pytest.mark.parametrize("stage", ["sft", "proxy", "offline"])
