@@ -30,11 +30,13 @@ KNOWN = ("tensorboard", "wandb")
 
 
 def run_name(job) -> str:
-    """`stage,key=value,...`: the stage, then every swept value that shaped the job (the
-    stage's own keys without the stage prefix)."""
-    swept = [f"{key.split('.', 1)[1] if key.startswith(job.stage + '.') else key}={value}"
-             for key, value in sorted(job.sweep.items())]
-    return ",".join([job.stage, *swept])
+    """`stage,key=value,...`: the stage, then every swept value that shaped the job, each key by
+    its last part (`lr`) unless two of them share it."""
+    keys = {key: key.split(".", 1)[1] if key.startswith(job.stage + ".") else key for key in job.sweep}
+    last = [key.rsplit(".", 1)[-1] for key in keys.values()]
+    short = {key: name.rsplit(".", 1)[-1] if last.count(name.rsplit(".", 1)[-1]) == 1 else name
+             for key, name in keys.items()}
+    return ",".join([job.stage, *(f"{short[key]}={job.sweep[key]}" for key in sorted(job.sweep))])
 
 
 def write_sink_settings(plan, workspace: Path, jobs=None) -> None:

@@ -65,3 +65,29 @@ def test_stuck_means_far_longer_than_any_gap_the_job_has_had():
     assert is_stuck(1300.0, step_s=0.1, longest_gap_s=60.0)
     assert not is_stuck(3000.0, step_s=200.0, longest_gap_s=None)  # a slow step, not a hang
     assert is_stuck(4001.0, step_s=200.0, longest_gap_s=None)
+
+
+def test_status_flags_a_silent_live_job_and_watch_ends_when_nothing_runs(mini_run, tmp_path):
+    import shutil
+    import socket
+    import subprocess
+
+    from tests.watching.helpers import MINI, specc
+
+    workspace = tmp_path / "runs"
+    shutil.copytree(mini_run, workspace)
+    job = jobs_of(workspace, "offline")[0]
+    (job.path / "DONE").unlink()
+    hung = subprocess.Popen(["sleep", "600"])  # a live process that writes nothing: a hung job
+    try:
+        job.update_status(state="running", host=socket.gethostname(), pid=hung.pid)
+        record = read_progress(job.path)
+        (job.path / PROGRESS).write_text(json.dumps({**record, "step": 7, "updated": time.time() - 3600}))
+        out = specc("status", MINI, "--workspace", workspace, cwd=tmp_path).stdout
+        line = next(line for line in out.splitlines() if job.id in line and "running:" in line)
+        assert "step 7/10" in line and "last write 1:00:0" in line and "possibly stuck" in line, out
+    finally:
+        hung.kill()
+        hung.wait()
+    watched = specc("status", MINI, "--watch", "--interval", "0.5", "--workspace", mini_run, cwd=tmp_path, timeout=120)
+    assert "offline" in watched.stdout and "running:" not in watched.stdout  # every job done: it returns
