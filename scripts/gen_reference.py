@@ -112,8 +112,12 @@ FALLBACK: dict[tuple[str, str], str] = {
     ("ExecutorSettings", "kind"): "`debug`: in-process; `local`: submitit subprocesses; `slurm`: submitit "
                                   "job arrays on a SLURM cluster",
     ("ExecutorSettings", "partition"): "slurm: partition",
-    ("ExecutorSettings", "gpus"): "slurm: GPUs per job",
-    ("ExecutorSettings", "cpus"): "slurm: CPUs per job",
+    ("ExecutorSettings", "gpus"): "slurm: GPUs per job; more than one runs the job as one rank (SLURM task) per "
+                                  "GPU, sharded with FSDP2 (docs/multi-gpu.md)",
+    ("ExecutorSettings", "nodes"): "slurm: nodes per job; its ranks spread evenly over them",
+    ("ExecutorSettings", "ranks"): "slurm: ranks per job on CPU-only nodes (torch.distributed over gloo); a GPU "
+                                   "job has one rank per GPU",
+    ("ExecutorSettings", "cpus"): "slurm: CPUs per job (per rank, where it has several)",
     ("ExecutorSettings", "mem_gb"): "slurm: memory per job, GB",
     ("ExecutorSettings", "time_min"): "slurm: time limit per attempt, minutes (a job that runs out "
                                       "requeues and resumes from its checkpoint)",

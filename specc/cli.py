@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -137,7 +138,8 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
     def on_event(event, job, info=""):
         display.event(event, job)
         style = {"done": "green", "failed": "red", "blocked": "yellow", "cached": "dim"}.get(event, "cyan")
-        console.print(f"[{style}]{event:>9}[/{style}] {job.stage:<16} {job.id} {info}")
+        # info may quote an error, whose brackets are not markup
+        console.print(f"[{style}]{event:>9}[/{style}] {job.stage:<16} {job.id} {escape(str(info))}")
 
     if kind == "slurm":
         from specc.runtime.slurm import submit_plan, wait_plan

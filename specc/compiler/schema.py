@@ -255,8 +255,10 @@ class StageResources(Block):
     judge); a field left out keeps the executor's value."""
 
     partition: str | None = None  # SLURM partition for this stage's jobs
-    gpus: NonNegInt | None = None  # GPUs per job
-    cpus: PositiveInt | None = None  # CPUs per job (at least the job's train.threads)
+    gpus: NonNegInt | None = None  # GPUs per job: one rank (SLURM task) per GPU, spread evenly over its nodes
+    nodes: PositiveInt | None = None  # nodes per job (more than one: its ranks span them)
+    ranks: PositiveInt | None = None  # CPU-only jobs: ranks (SLURM tasks, torch.distributed over gloo)
+    cpus: PositiveInt | None = None  # CPUs per rank (at least the job's train.threads)
     mem_gb: PositiveInt | None = None  # memory per job
     time_min: PositiveInt | None = None  # time limit per attempt; a job that reaches it is requeued and resumes
 
@@ -266,6 +268,8 @@ class ExecutorSettings(Block):
     max_parallel: PositiveInt = 1  # local: jobs at once; cores are split between them
     partition: str | None = None
     gpus: NonNegInt = 0
+    nodes: PositiveInt = 1
+    ranks: PositiveInt | None = None
     cpus: PositiveInt = 2
     mem_gb: PositiveInt = 8
     time_min: PositiveInt = 60
@@ -273,6 +277,23 @@ class ExecutorSettings(Block):
     qos: str | None = None
     array_parallelism: PositiveInt = 64
     stages: dict[str, StageResources] = {}  # slurm: per-stage overrides by stage name, e.g. {golden: {gpus: 4}}
+
+    @model_validator(mode="after")
+    def _ranks_fit(self):
+        for stage in (None, *self.stages):
+            (self if stage is None else self.for_stage(stage)).layout(stage)
+        return self
+
+    def layout(self, stage: str | None = None) -> tuple[int, int, int]:
+        """(nodes, ranks per node, GPUs per node) of one job: a rank per GPU, or `ranks` of
+        CPU-only ranks; several ranks run one job under torch.distributed (runtime.distributed)."""
+        where = f"stages.{stage}: " if stage else ""
+        if self.gpus and self.ranks and self.ranks != self.gpus:
+            raise ValueError(f"{where}ranks {self.ranks} with gpus {self.gpus}: a job has one rank per GPU")
+        ranks = self.gpus or self.ranks or 1
+        if ranks % self.nodes:
+            raise ValueError(f"{where}{ranks} ranks do not spread evenly over {self.nodes} nodes")
+        return self.nodes, ranks // self.nodes, self.gpus // self.nodes
 
     def for_stage(self, stage: str) -> "ExecutorSettings":
         """These settings with the stage's own resources applied (slurm arrays are per stage)."""

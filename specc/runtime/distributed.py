@@ -37,9 +37,19 @@ def launched_ranks() -> int:
     submitit launched several tasks, else 1."""
     if "WORLD_SIZE" in os.environ:
         return int(os.environ["WORLD_SIZE"])
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SUBMITIT_FOLDER" in os.environ:
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
         return int(os.environ["SLURM_NTASKS"])
     return 1
+
+
+def launched_rank() -> int:
+    """This process's rank among those `launched_ranks` counts, before any process group."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
+# stages that run as several ranks; any other job runs on rank 0 alone (e.g. a dataset in a
+# stage whose resources ask for several GPUs for its training jobs)
+RANKED_KINDS = ("sft", "align", "preference_model")
 
 
 def start(device_type: str) -> None:
@@ -287,9 +297,29 @@ def follower(job):
             pass
 
         def mark_failed(self, error: str) -> None:
+            if self.status().get("state") == "interrupted":  # rank 0 stopped (pre-empted), taking the group down
+                return
             JobDir.update_status(self, state="failed", error=error)
 
     return FollowerJobDir(job.path)
+
+
+def note_preemption(job) -> None:
+    """Rank 0: on pre-emption (USR2, whose handler submitit installed and which requeues the
+    job), mark the job interrupted first, so that the ranks it leaves behind, losing their
+    connection to it, do not record a failure."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGUSR2)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupted_then_requeued(signum, frame):
+        job.mark_interrupted()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGUSR2, interrupted_then_requeued)
 
 
 def keeps_first_failure(job) -> bool:

@@ -46,7 +46,10 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     """Run (or resume) one job. Returns its id; a finished job returns at once."""
     job = JobDir(job_dir)
     if distributed.launched_ranks() > 1:
-        return _run_ranked(job, stop_after)
+        if job.job()["kind"] in distributed.RANKED_KINDS:
+            return _run_ranked(job, stop_after)
+        if distributed.launched_rank() > 0:
+            return job.id
     if job.is_done():
         return job.id
     if threading.current_thread() is threading.main_thread():
@@ -85,6 +88,8 @@ def _run_ranked(job: JobDir, stop_after: int | None) -> str:
                 return job.id
             if verdict is not None:
                 raise JobBusy(verdict)
+            if distributed.is_main():
+                distributed.note_preemption(job)
             return _run_owned(job if distributed.is_main() else distributed.follower(job), stop_after)
     finally:
         distributed.stop()

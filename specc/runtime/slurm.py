@@ -86,7 +86,10 @@ def _in_flight(plan: Plan, workspace: Path) -> dict[str, str]:
 def _submit_array(jobs: list[Job], paths: list[str], folder: Path, settings, scheduler_ids: dict) -> list:
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     threads = max(j.config.get("train", {}).get("threads", 1) for j in jobs)
-    parameters = {"slurm_partition": settings.partition, "gpus_per_node": settings.gpus,
+    # several ranks: one SLURM task each (a GPU each on GPU nodes), torch.distributed across them
+    nodes, ranks_per_node, gpus_per_node = settings.layout()
+    parameters = {"slurm_partition": settings.partition, "gpus_per_node": gpus_per_node,
+                  "nodes": nodes, "tasks_per_node": ranks_per_node,
                   "cpus_per_task": max(settings.cpus, threads), "mem_gb": settings.mem_gb,
                   "timeout_min": settings.time_min, "slurm_array_parallelism": settings.array_parallelism,
                   "name": f"specc-{jobs[0].stage}"}
