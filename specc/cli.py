@@ -90,15 +90,28 @@ def plan(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profil
     states = {job.id: _state(JobDir(root / job.id)) for job in compiled.jobs}
     if as_json:
         print(json.dumps({"spec": compiled.spec.name, "executor": compiled.executor.model_dump(),
-                          "jobs": [{**job.to_json(), "status": states[job.id]} for job in compiled.jobs]}, indent=1))
+                          "jobs": [{**job.to_json(), "status": states[job.id], "ranks": _ranks(compiled, job)}
+                                   for job in compiled.jobs]}, indent=1))
         return
     table = Table(title=f"{compiled.spec.name}: {len(compiled.jobs)} jobs, executor {compiled.executor.kind}")
-    for column in ("wave", "stage", "kind", "swept values", "job id", "status"):
+    for column in ("wave", "stage", "kind", "swept values", "ranks", "job id", "status"):
         table.add_column(column)
     for job in compiled.jobs:
         swept = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in job.sweep.items() if k.startswith(job.stage + "."))
-        table.add_row(str(job.wave), job.stage, job.kind, swept or "-", job.id, states[job.id])
+        table.add_row(str(job.wave), job.stage, job.kind, swept or "-", str(_ranks(compiled, job)), job.id,
+                      states[job.id])
     console.print(table)
+
+
+def _ranks(compiled, job) -> int:
+    """Processes the job runs as: several for a training stage given several GPUs (or ranks)
+    on SLURM (docs/multi-gpu.md); 1 otherwise."""
+    from specc.compiler.schema import RANKED_KINDS
+
+    if compiled.executor.kind != "slurm" or job.kind not in RANKED_KINDS:
+        return 1
+    nodes, per_node, _ = compiled.executor.for_stage(job.stage).layout()
+    return nodes * per_node
 
 
 def _state(jd) -> str:

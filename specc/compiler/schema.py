@@ -263,6 +263,11 @@ class StageResources(Block):
     time_min: PositiveInt | None = None  # time limit per attempt; a job that reaches it is requeued and resumes
 
 
+# stages whose jobs run as several ranks when their resources ask for them (runtime.distributed);
+# any other job runs on rank 0 alone
+RANKED_KINDS = ("sft", "align", "preference_model")
+
+
 class ExecutorSettings(Block):
     kind: Literal["debug", "local", "slurm"] = "local"
     max_parallel: PositiveInt = 1  # local: jobs at once; cores are split between them

@@ -29,6 +29,8 @@ import warnings
 import torch
 import torch.distributed as dist
 
+from specc.compiler.schema import RANKED_KINDS  # noqa: F401  (job.py reads it here)
+
 TIMEOUT_S = 600.0
 
 
@@ -45,11 +47,6 @@ def launched_ranks() -> int:
 def launched_rank() -> int:
     """This process's rank among those `launched_ranks` counts, before any process group."""
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
-
-
-# stages that run as several ranks; any other job runs on rank 0 alone (e.g. a dataset in a
-# stage whose resources ask for several GPUs for its training jobs)
-RANKED_KINDS = ("sft", "align", "preference_model")
 
 
 def start(device_type: str) -> None:
