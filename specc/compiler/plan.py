@@ -19,7 +19,7 @@ from specc.compiler.graph import Reference, get_path, stage_references, topologi
 from specc.compiler.inputs import input_digests
 from specc.compiler.load import declared_stages, load_source, validate_partially
 from specc.compiler.points import stage_points
-from specc.compiler.schema import ExecutorSettings, Spec
+from specc.compiler.schema import RANKED_KINDS, ExecutorSettings, Spec
 from specc.compiler.source import Source
 from specc.errors import Location, SpecError, SpecErrors, did_you_mean
 
@@ -136,7 +136,25 @@ def _expand(spec: Spec | None, stages: dict, declared, source: Source, max_jobs:
     jobs = {inst.job.id: inst.job for name in instances for inst in instances[name]}
     order = {name: i for i, name in enumerate(spec.stages)}
     ordered = sorted(jobs.values(), key=lambda j: (j.wave, order[j.stage], j.id))
+    _check_batch_shares(spec, ordered, source)
     return Plan(spec=spec, spec_path="", spec_text="", jobs=ordered)
+
+
+def _check_batch_shares(spec: Spec, jobs: list[Job], source: Source) -> None:
+    """A job of several ranks splits every batch into equal shares (runtime.distributed)."""
+    if spec.executor.kind != "slurm":
+        return
+    errors = {}
+    for job in jobs:
+        nodes, per_node, _ = spec.executor.for_stage(job.stage).layout()
+        batch = job.config.get("train", {}).get("batch_size")
+        if job.kind in RANKED_KINDS and batch and batch % (nodes * per_node) and job.stage not in errors:
+            path = ("executor", "stages", job.stage) if job.stage in spec.executor.stages else ("executor",)
+            errors[job.stage] = SpecError(source.locate(path), f"executor.stages.{job.stage}",
+                                          f"{nodes * per_node} ranks cannot share stage {job.stage}'s "
+                                          f"train.batch_size {batch} equally: make it a multiple of {nodes * per_node}")
+    if errors:
+        raise SpecErrors(list(errors.values()))
 
 
 def _expand_stage(spec, name, stage_refs: list[Reference], points, instances, budget: int,

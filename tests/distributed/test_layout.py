@@ -40,3 +40,12 @@ def test_ranks_that_cannot_be_laid_out_are_spec_errors(tmp_path, resources, mess
     with pytest.raises(SpecErrors) as errors:
         compile_spec(spec)
     assert message in str(errors.value)
+
+
+def test_a_batch_the_ranks_cannot_share_is_a_spec_error(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("RESOURCES", "{ranks: 3}"))  # sft's batch_size is 32 by default
+    with pytest.raises(SpecErrors) as errors:
+        compile_spec(spec)
+    assert str(errors.value).count("train.batch_size") == 1  # the label stage trains nothing
+    assert "3 ranks cannot share stage sft's train.batch_size 32 equally: make it a multiple of 3" in str(errors.value)
