@@ -33,6 +33,9 @@ NOT_HASHED = ("description", "sweep")
 # existed keep their ids), and one that never is (it changes what is kept, not what is computed)
 TRAIN_HASHED_WHEN_SET = {"micro_batch_size": None, "grad_checkpointing": False}
 TRAIN_NOT_HASHED = ("keep_optimizer_state",)
+# sampling settings at the value that reproduces the old behaviour, in any block: left out
+# of the hash there, so existing jobs keep their ids
+HASHED_UNLESS_DEFAULT = {"engine": "hf", "sync_every": 1}
 # one encoder for every hash: building one per call costs a fifth of the time on big sweeps
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -216,7 +219,7 @@ def job_hash(kind: str, config: dict, upstream: dict, steps: dict, inputs: dict 
     (via `upstream`), so renaming a stage does not change the work. `inputs` holds the
     digests of local files and folders the job reads (compiler.inputs): edited content is a
     new job."""
-    hashed = {k: v for k, v in config.items() if k not in NOT_HASHED}
+    hashed = _without_defaults({k: v for k, v in config.items() if k not in NOT_HASHED})
     if isinstance(hashed.get("train"), dict):
         hashed["train"] = {k: v for k, v in hashed["train"].items()
                            if k not in TRAIN_NOT_HASHED and TRAIN_HASHED_WHEN_SET.get(k, ...) != v}
@@ -226,6 +229,11 @@ def job_hash(kind: str, config: dict, upstream: dict, steps: dict, inputs: dict 
     if inputs:  # only jobs that read files carry it: every other job id stays what it was
         payload["inputs"] = inputs
     return hashlib.sha256(_CANONICAL_JSON.encode(payload).encode()).hexdigest()[:16]
+
+
+def _without_defaults(config: dict) -> dict:
+    return {k: _without_defaults(v) if isinstance(v, dict) else v for k, v in config.items()
+            if not (k in HASHED_UNLESS_DEFAULT and v == HASHED_UNLESS_DEFAULT[k])}
 
 
 def _drop_path(config: dict, role: str) -> dict:

@@ -19,6 +19,8 @@ NonNegInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
 # A stage name is used in references (`sft@300`) and in swept keys (`sft.train.lr`).
 STAGE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 StageName = Annotated[str, Field(pattern=STAGE_NAME_PATTERN)]
+# what samples a policy: specc's own loop (bit-reproducible on the CPU), or a colocated vLLM engine
+Engine = Literal["hf", "vllm"]
 
 
 class Block(BaseModel):
@@ -78,6 +80,7 @@ class EvaluateSettings(Block):
     win_prompts: PositiveInt = 512  # fixed held-out prompts, judged symmetrised
     classifier_pairs: PositiveInt = 256  # pairs of D_golden for policy-as-classifier accuracy
     seed: NonNegInt = 1234  # evaluation draws are independent of training draws
+    engine: Engine = "hf"  # what samples the policy's responses (runtime.engines)
 
 
 class SamplerSettings(Block):
@@ -88,6 +91,10 @@ class SamplerSettings(Block):
     replay: str | None = None  # an online align stage whose recorded stream is replayed
     shuffle: Annotated[float, Field(ge=0, le=1)] = 0.0  # replay only: 0 = exact order, 1 = uniform
     label: Literal["argmax", "sample"] = "argmax"  # online: judge's preferred side, or sampled from its probability
+    engine: Engine = "hf"  # online: what samples the policy (runtime.engines)
+    # online with engine vllm: push the learner's weights to the engine every k steps; in
+    # between it samples from weights up to k - 1 steps old (recorded as online/policy_lag)
+    sync_every: PositiveInt = 1
 
     @model_validator(mode="after")
     def _exactly_one_source(self):
@@ -96,6 +103,10 @@ class SamplerSettings(Block):
             raise ValueError(f"give exactly one of online / offline / replay, got {given or 'none'}")
         if self.shuffle and self.replay is None:
             raise ValueError("shuffle applies to replay only")
+        if self.online is None and (self.engine != "hf" or self.sync_every != 1):
+            raise ValueError("engine and sync_every apply to an online sampler only")
+        if self.sync_every != 1 and self.engine == "hf":
+            raise ValueError("sync_every needs engine vllm: the hf engine always samples the current weights")
         return self
 
 
@@ -193,6 +204,21 @@ class AlignStage(StageBase):
     evaluate: EvaluateSettings = EvaluateSettings()
     prompts: str | None = None  # dataset stage to draw prompts from; inferred when unique
 
+    @model_validator(mode="after")
+    def _syncs_at_resume_and_eval_points(self):
+        """A resumed job restarts the engine with the checkpoint's weights, and an evaluation
+        samples the current ones: both must fall on steps where the weights are pushed anyway."""
+        k = self.sampler.sync_every
+        if k == 1:
+            return self
+        for field in ("checkpoint_every", "eval_every"):
+            if getattr(self.train, field) % k:
+                raise ValueError(f"sampler.sync_every={k} must divide train.{field}={getattr(self.train, field)}")
+        off = [s for s in self.train.eval_at if s % k]
+        if off:
+            raise ValueError(f"train.eval_at {off}: evaluations must fall on multiples of sampler.sync_every={k}")
+        return self
+
 
 class PairsStage(StageBase):
     """D_{a vs b}: sample one response from each of two policies per prompt, judge them (Sec. 6)."""
@@ -204,6 +230,7 @@ class PairsStage(StageBase):
     prompts: str | None = None
     count: PositiveInt = 2048
     seed: NonNegInt = 0
+    engine: Engine = "hf"  # what samples both policies' responses (runtime.engines)
 
 
 Stage = Annotated[

@@ -17,8 +17,8 @@ from specc.runtime.artifacts import read_pairs, read_prompt_set, task_info
 from specc.runtime.batch import Responder, pair_logps
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
+from specc.runtime.engines import Draw, open_engine
 from specc.runtime.judges import load_judge
-from specc.runtime.loop import step_generator
 from specc.runtime.metrics import (classifier_accuracy, classifier_correct, classifier_scores, exact_token_kl,
                                    win_outcomes, win_rate_interval)
 from specc.runtime.models import response_logits, response_logprobs, token_logprobs
@@ -32,6 +32,7 @@ class Evaluator:
         self.respond = Responder.for_task(task_info(ctx.upstream("prompts")))
         prompts, prompt_mask = read_prompt_set(ctx.upstream("prompts"), "eval")
         prompts = torch.from_numpy(prompts).to(self.device)
+        self.engine = open_engine(settings.get("engine", "hf"), self.respond, self.device, prompts.shape[1])
         prompt_mask = None if prompt_mask is None else torch.from_numpy(prompt_mask).to(self.device)
         self.win_prompts = (prompts[: settings["win_prompts"]],
                             None if prompt_mask is None else prompt_mask[: settings["win_prompts"]])
@@ -54,11 +55,11 @@ class Evaluator:
     def _sample(self, model, prompts, purpose: str, keep: str | None = None):
         """(responses, mask) for (prompts, mask); the same draws at every evaluation. With
         `keep`, also what sampling kept of the model's distributions (models.sample)."""
-        generator = step_generator(self.seed, purpose, 0, self.device)
+        draw = Draw(self.seed, purpose, 0)
         with torch.no_grad(), autocast(self.device):
             if keep is None:
-                return self.respond(model, *prompts, generator)
-            return self.respond.keeping(keep, model, *prompts, generator)
+                return self.engine.sample(model, *prompts, draw)
+            return self.engine.sample_keeping(keep, model, *prompts, draw)
 
     def _logits(self, model, prompts, responses):
         with autocast(self.device):
@@ -80,6 +81,12 @@ class Evaluator:
 
     @torch.no_grad()
     def __call__(self, step: int) -> dict:
+        self.engine.sync(self.policy, step)  # an evaluation always samples the current weights
+        out = self._evaluate()
+        self.engine.sleep()
+        return out
+
+    def _evaluate(self) -> dict:
         out = {}
         # the policy's logits come from the sampling pass itself: no second policy forward
         kl_samples, policy_logits = self._sample(self.policy, self.kl_prompts, "kl", keep="logits")

@@ -15,6 +15,7 @@ from specc.runtime.artifacts import read_pairs, read_prompt_set, read_tokens, ta
 from specc.runtime.batch import Responder, mask, order_pairs, take, to_device
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
+from specc.runtime.engines import Draw, open_engine
 from specc.runtime.judges import load_judge
 from specc.runtime.jobdir import JobDir
 from specc.runtime.loop import batch_indices, step_generator
@@ -55,6 +56,9 @@ class OnlineSampler:
         if prompt_mask is not None:
             self.prompts["prompt_mask"] = torch.from_numpy(prompt_mask)
         self.respond = Responder.for_task(task_info(ctx.upstream("prompts")))
+        settings = ctx.config["sampler"]
+        self.engine = open_engine(settings.get("engine", "hf"), self.respond, ctx.device, prompts.shape[1])
+        self.sync_every, self.synced_at = settings.get("sync_every", 1), None
         self.judge = load_judge(ctx.upstream("sampler.online"), ctx.device)
         self.golden = load_judge(ctx.upstream("evaluate.judge"), ctx.device) if ctx.has("evaluate.judge") else None
         self.buffer: list[tuple[int, dict]] = []
@@ -66,10 +70,13 @@ class OnlineSampler:
         idx = distributed.share(every)
         rows = to_device(take(self.prompts, idx), self.device)
         prompts, prompt_mask = rows["prompt"], mask(rows, "prompt")
-        generator = step_generator(seed, "sample", step, self.device)
+        if self.synced_at is None or step % self.sync_every == 0:
+            self.engine.sync(self.policy, step)
+            self.synced_at = step
         with autocast(self.device):  # both samples of every prompt decode as one batch: half the per-token steps
-            samples, sample_mask = self.respond(self.policy, prompts, prompt_mask, generator, copies=2,
-                                                draw_rows=distributed.draw_rows(len(every), copies=2))
+            samples, sample_mask = self.engine.sample(self.policy, prompts, prompt_mask, Draw(seed, "sample", step),
+                                                      copies=2, draw_rows=distributed.draw_rows(len(every), copies=2))
+        self.engine.sleep()  # the learner trains on the memory an engine held
         first, second = samples.chunk(2)
         first_mask, second_mask = (None, None) if sample_mask is None else sample_mask.chunk(2)
         p_first = torch.from_numpy(np.asarray(self.judge.prob_first(prompts, first, second, prompt_mask=prompt_mask,
@@ -83,7 +90,7 @@ class OnlineSampler:
         batch = order_pairs(prompts, first, second, first_wins[:, None].to(self.device), prompt_mask,
                             first_mask, second_mask)
         self._record(step, batch)
-        metrics = {}
+        metrics = {} if self.engine.name == "hf" else {"online/policy_lag": step - self.synced_at}
         if self.golden is not None:
             golden = torch.from_numpy(np.asarray(self.golden.prob_first(
                 prompts, batch["chosen"], batch["rejected"], prompt_mask=prompt_mask,

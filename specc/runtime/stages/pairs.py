@@ -9,6 +9,7 @@ from specc.runtime.artifacts import pairs_path, read_prompt_set, task_info, writ
 from specc.runtime.batch import Responder, mask, order_pairs, take, to_device
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
+from specc.runtime.engines import Draw, open_engine
 from specc.runtime.judges import load_judge
 from specc.runtime.loop import step_generator
 
@@ -23,9 +24,10 @@ def run_pairs(ctx: JobContext) -> dict:
     table = {"prompt": torch.from_numpy(prompts[rows])}
     if prompt_mask is not None:
         table["prompt_mask"] = torch.from_numpy(prompt_mask[rows])
-    respond = Responder.for_task(info)
-    first = _sample_all(ctx.policy("a"), table, respond, ctx.config["seed"], "a", ctx.device)
-    second = _sample_all(ctx.policy("b"), table, respond, ctx.config["seed"], "b", ctx.device)
+    engine = open_engine(ctx.config.get("engine", "hf"), Responder.for_task(info), ctx.device, prompts.shape[1])
+    first = _sample_all(ctx.policy("a"), table, engine, ctx.config["seed"], "a", ctx.device)
+    second = _sample_all(ctx.policy("b"), table, engine, ctx.config["seed"], "b", ctx.device)
+    engine.sleep()
     a_wins = load_judge(ctx.upstream("judge"), ctx.device).prob_first(table["prompt"], first[0], second[0],
                                                            prompt_mask=mask(table, "prompt"),
                                                            first_mask=first[1], second_mask=second[1]) >= 0.5
@@ -36,14 +38,13 @@ def run_pairs(ctx: JobContext) -> dict:
     return {"data/a_win_rate": float(np.mean(a_wins))}
 
 
-def _sample_all(policy, table, respond, seed, purpose, device):
+def _sample_all(policy, table, engine, seed, purpose, device):
     """(responses, mask) on the CPU, sampled in batches of BATCH prompts."""
     responses, masks = [], []
     for i in range(0, len(table["prompt"]), BATCH):
         rows = to_device(take(table, slice(i, i + BATCH)), device)
         with autocast(device):
-            out, out_mask = respond(policy, rows["prompt"], mask(rows, "prompt"),
-                                    step_generator(seed, purpose, i, device))
+            out, out_mask = engine.sample(policy, rows["prompt"], mask(rows, "prompt"), Draw(seed, purpose, i))
         responses.append(out.cpu())
         masks.append(None if out_mask is None else out_mask.cpu())
     return torch.cat(responses), None if masks[0] is None else torch.cat(masks)
