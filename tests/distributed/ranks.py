@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 def start_ranks(job_path: Path, ranks: int, fail: dict[int, int] | None = None, how: str = "raise",
-                timeout_s: float = 60) -> list[subprocess.Popen]:
+                timeout_s: float = 600) -> list[subprocess.Popen]:
     """One process per rank running the job; `fail` = {rank: step} makes a rank fail there
     (`how`: "raise" or "hang"); `timeout_s`: the collectives' timeout."""
     port = free_port()
