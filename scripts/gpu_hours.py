@@ -1,9 +1,16 @@
-"""Usage: python scripts/gpu_hours.py (from the repository root).
+"""Usage: python scripts/gpu_hours.py [-v] (from the repository root).
 
-GPU-hours implied by the full profiles: FLOPs per job from its resolved config, / (peak x MFU)."""
+GPU-hours implied by the full profiles: FLOPs per job from its resolved config, / (peak x MFU).
+Activation checkpointing (train.grad_checkpointing) recomputes each forward in the backward:
+8N FLOPs per trained token instead of 6N; a checkpointed hub policy computes each prompt with
+both of its responses (no shared KV cache), which the estimate below already assumes."""
 import sys
 from collections import defaultdict
+from pathlib import Path
+
 from specc.compiler.plan import compile_spec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PARAMS = {"EleutherAI/pythia-1b": 1.012e9, "EleutherAI/pythia-2.8b": 2.775e9, "EleutherAI/pythia-12b": 11.85e9}
 RECORDS = {("Anthropic/hh-rlhf", "helpful-base"): 43_835, ("Anthropic/hh-rlhf", "harmless-base"): 42_537,
@@ -37,10 +44,12 @@ def job_flops(job, by_id):
     if job.kind == "label":
         D = RECORDS[t["hub_name"], t["subset"]]
         return D * 2 * 2 * n_of(up("judge")) * Tpm, 0.0
+    def train_flops(tr):  # per parameter and trained token: forward, backward, and the recomputed forward
+        return 8 if tr.get("grad_checkpointing") else 6
     if job.kind == "sft":
-        tr = c["train"]; return 6 * n_of(job) * tr["batch_size"] * T * tr["steps"], 0.0
+        tr = c["train"]; return train_flops(tr) * n_of(job) * tr["batch_size"] * T * tr["steps"], 0.0
     if job.kind == "preference_model":
-        tr = c["train"]; return 6 * n_of(job) * tr["batch_size"] * Tpm * tr["steps"], 0.0
+        tr = c["train"]; return train_flops(tr) * n_of(job) * tr["batch_size"] * Tpm * tr["steps"], 0.0
     def sample(N, prompts):  # one response per prompt: prefill (dense) + decode
         return prompts * 2 * N * Lp, prompts * 2 * N * Lr
     if job.kind == "pairs":
@@ -50,7 +59,7 @@ def job_flops(job, by_id):
     # align
     tr, N = c["train"], n_of(job)
     B, steps = tr["batch_size"], tr["steps"]
-    dense = steps * B * (6 * N * 2 * T + 2 * N * 2 * T)   # policy fwd+bwd and reference fwd, both responses
+    dense = steps * B * (train_flops(tr) * N * 2 * T + 2 * N * 2 * T)   # policy fwd+bwd and reference fwd, both responses
     decode = 0.0
     if c["sampler"]["online"]:
         d, k = sample(N, 2 * B * steps); dense += d; decode += k
@@ -70,7 +79,7 @@ union = {}
 rows = []
 by_kind_union = defaultdict(float)
 for n in names:
-    plan = compile_spec(f"/work/main/specs/paper/{n}.yaml", profile="full")
+    plan = compile_spec(ROOT / "specs" / "paper" / f"{n}.yaml", profile="full")
     by_id = plan.by_id()
     tot = [0.0, 0.0]; per_stage = defaultdict(lambda: [0.0, 0.0])
     for j in plan.jobs:

@@ -68,13 +68,16 @@ def _output_file(path: Path | None) -> Path | None:
 def validate(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
              max_jobs: MaxJobsOpt = None):
     """Check a spec and every profile it has; print every error with file:line:column."""
+    from specc.compiler.load import load_source
+    from specc.compiler.memory import memory_errors
     from specc.compiler.plan import profile_errors
 
     plan = _compile(spec, overrides, set_, profile, max_jobs)
+    errors = memory_errors(plan, load_source(spec, profile=profile, overrides=[*(set_ or []), *(overrides or [])]))
     if profile is None:
-        errors = profile_errors(plan, overrides=[*(set_ or []), *(overrides or [])], max_jobs=max_jobs)
-        if errors:
-            raise SpecErrors(errors)
+        errors += profile_errors(plan, overrides=[*(set_ or []), *(overrides or [])], max_jobs=max_jobs)
+    if errors:
+        raise SpecErrors(errors)
     console.print(f"[green]ok[/green] {spec}: {len(plan.spec.stages)} stages, {len(plan.jobs)} jobs")
 
 
@@ -83,23 +86,26 @@ def plan(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profil
          workspace: WorkspaceOpt = None, max_jobs: MaxJobsOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False):
     """Show the jobs a spec expands to, by wave, with what is already done."""
+    from specc.compiler.memory import plan_memory
     from specc.runtime.jobdir import JobDir
 
     compiled = _compile(spec, overrides, set_, profile, max_jobs)
     root = _workspace(compiled, workspace) / "jobs"
     states = {job.id: _state(JobDir(root / job.id)) for job in compiled.jobs}
+    memory = plan_memory(compiled)
     if as_json:
         print(json.dumps({"spec": compiled.spec.name, "executor": compiled.executor.model_dump(),
-                          "jobs": [{**job.to_json(), "status": states[job.id], "ranks": _ranks(compiled, job)}
+                          "jobs": [{**job.to_json(), "status": states[job.id], "ranks": _ranks(compiled, job),
+                                    "memory_gb": memory[job.id]}
                                    for job in compiled.jobs]}, indent=1))
         return
     table = Table(title=f"{compiled.spec.name}: {len(compiled.jobs)} jobs, executor {compiled.executor.kind}")
-    for column in ("wave", "stage", "kind", "swept values", "ranks", "job id", "status"):
+    for column in ("wave", "stage", "kind", "swept values", "ranks", "job id", "status", "peak GB (device / host)"):
         table.add_column(column)
     for job in compiled.jobs:
         swept = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in job.sweep.items() if k.startswith(job.stage + "."))
         table.add_row(str(job.wave), job.stage, job.kind, swept or "-", str(_ranks(compiled, job)), job.id,
-                      states[job.id])
+                      states[job.id], _memory_cell(memory[job.id]))
     console.print(table)
 
 
@@ -112,6 +118,15 @@ def _ranks(compiled, job) -> int:
         return 1
     nodes, per_node, _ = compiled.executor.for_stage(job.stage).layout()
     return nodes * per_node
+
+
+def _memory_cell(memory: dict | None) -> str:
+    """Estimated peak per GPU (or in host memory for a CPU job) against what the stage gets."""
+    if memory is None:
+        return "unknown model"
+    where = f"/{memory['gpu_mem_gb']} per GPU" if memory["gpus"] else ""
+    flag = "" if memory["fits"] else " [red]does not fit[/red]"
+    return f"{memory['device']:.1f}{where} / {memory['host']:.1f}{flag}"
 
 
 def _state(jd) -> str:

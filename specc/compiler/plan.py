@@ -27,7 +27,11 @@ from specc.errors import Location, SpecError, SpecErrors, did_you_mean
 # 2: each prompt computed once for its two responses, GPT-2's tanh GELU as one kernel in tiny
 #    models, both online samples in one decode, fused AdamW, tokens drawn by inverting the CDF.
 # 3: evaluations record per-item outcomes (win and oracle reward per prompt, verdict per pair).
-RUNTIME_VERSION = 3
+# 4: padded (real) data: batches trimmed to their longest real prompt and response, logits
+#    only at the response positions, sampling and judging in fixed chunks of rows (uniforms
+#    drawn up front), sampling in eval mode; bf16 specs train float32 masters. The synthetic
+#    task's results are unchanged (same metrics, new ids).
+RUNTIME_VERSION = 4
 NOT_HASHED = ("description", "sweep")
 # train settings that are part of a job's identity only when set (jobs planned before they
 # existed keep their ids), and one that never is (it changes what is kept, not what is computed)

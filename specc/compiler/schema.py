@@ -287,6 +287,7 @@ class StageResources(Block):
     ranks: PositiveInt | None = None  # CPU-only jobs: ranks (SLURM tasks, torch.distributed over gloo)
     cpus: PositiveInt | None = None  # CPUs per rank (at least the job's train.threads)
     mem_gb: PositiveInt | None = None  # memory per job
+    gpu_mem_gb: PositiveInt | None = None  # memory of each GPU, for the memory planner
     time_min: PositiveInt | None = None  # time limit per attempt; a job that reaches it is requeued and resumes
 
 
@@ -304,6 +305,7 @@ class ExecutorSettings(Block):
     ranks: PositiveInt | None = None
     cpus: PositiveInt = 2
     mem_gb: PositiveInt = 8
+    gpu_mem_gb: PositiveInt = 80  # memory of each GPU (H100: 80); `specc validate` checks each job's estimate against it
     time_min: PositiveInt = 60
     account: str | None = None
     qos: str | None = None

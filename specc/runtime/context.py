@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,6 +16,7 @@ class JobContext:
     spec: dict  # job.json: id, stage, kind, config, upstream, upstream_steps, sweep
     stop_after: int | None = None  # stop (as if pre-empted) after this checkpoint step
     device: torch.device = torch.device("cpu")
+    _judges: dict = field(default_factory=dict, repr=False)  # upstream job id -> judge, loaded once
 
     @property
     def config(self) -> dict:
@@ -41,6 +42,17 @@ class JobContext:
 
         step = self.spec.get("upstream_steps", {}).get(role)
         return load_model(policy_path(self.upstream(role), step), self.device)
+
+
+    def judge(self, role: str):
+        """The judge an upstream job wrote, on this job's device; loaded once per job and shared by
+        every role that names the same job (a golden policy's sampler and evaluator: one 12B judge)."""
+        from specc.runtime.judges import load_judge
+
+        job_id = self.spec["upstream"][role]
+        if job_id not in self._judges:
+            self._judges[job_id] = load_judge(self.upstream(role), self.device)
+        return self._judges[job_id]
 
 
 def policy_path(job: JobDir, step: int | None = None) -> Path:

@@ -18,10 +18,9 @@ from specc.runtime.batch import Responder, pair_logps
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.engines import Draw, open_engine
-from specc.runtime.judges import load_judge
 from specc.runtime.metrics import (classifier_accuracy, classifier_correct, classifier_scores, exact_token_kl,
                                    win_outcomes, win_rate_interval)
-from specc.runtime.models import response_logits, response_logprobs, token_logprobs
+from specc.runtime.models import ROWS_PER_FORWARD, response_logits, response_logprobs, token_logprobs
 
 
 class Evaluator:
@@ -39,9 +38,9 @@ class Evaluator:
         note_capped(ctx.job, settings, len(prompts))
         self.kl_prompts = (prompts[: settings["kl_prompts"]],
                            None if prompt_mask is None else prompt_mask[: settings["kl_prompts"]])
-        self.judge = load_judge(ctx.upstream("evaluate.judge"), ctx.device) if ctx.has("evaluate.judge") else None
+        self.judge = ctx.judge("evaluate.judge") if ctx.has("evaluate.judge") else None
         # an online run's own judge (the proxy), scored against the golden judge on the policy's samples
-        self.proxy = load_judge(ctx.upstream("sampler.online"), ctx.device) if ctx.has("sampler.online") else None
+        self.proxy = ctx.judge("sampler.online") if ctx.has("sampler.online") else None
         baseline_role = "evaluate.baseline" if ctx.has("evaluate.baseline") else "init"
         self.baseline_responses = self._sample(ctx.policy(baseline_role), self.win_prompts, "baseline")
         self.pairs = None
@@ -64,6 +63,21 @@ class Evaluator:
     def _logits(self, model, prompts, responses):
         with autocast(self.device):
             return response_logits(model, prompts[0], responses, prompts[1])
+
+    def _kl(self, policy_logits, samples) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Exact KL to the reference of each KL sample [B], and the policy's and the reference's
+        token log-probs of the samples, in chunks of rows: one chunk of reference logits
+        ([rows, R, vocab]) is alive at a time, next to the policy's kept from sampling."""
+        kls, policy, reference = [], [], []
+        for i in range(0, len(samples[0]), ROWS_PER_FORWARD):
+            rows = slice(i, i + ROWS_PER_FORWARD)
+            prompts = tuple(None if t is None else t[rows] for t in self.kl_prompts)
+            tokens, sample_mask = samples[0][rows], None if samples[1] is None else samples[1][rows]
+            ref_logits = self._logits(self.reference, prompts, tokens)
+            kls.append(exact_token_kl(policy_logits[rows], ref_logits, sample_mask))
+            policy.append(token_logprobs(policy_logits[rows], tokens))
+            reference.append(token_logprobs(ref_logits, tokens))
+        return torch.cat(kls), (torch.cat(policy), torch.cat(reference))
 
     def _logps(self, model, prompts, responses):
         """Sequence log-probs of (responses, mask) after (prompts, mask)."""
@@ -90,8 +104,9 @@ class Evaluator:
         out = {}
         # the policy's logits come from the sampling pass itself: no second policy forward
         kl_samples, policy_logits = self._sample(self.policy, self.kl_prompts, "kl", keep="logits")
-        kl_logits = (policy_logits, self._logits(self.reference, self.kl_prompts, kl_samples[0]))
-        out["eval/kl"] = exact_token_kl(*kl_logits, kl_samples[1]).mean().item()
+        kl, kl_logps = self._kl(policy_logits, kl_samples)
+        del policy_logits
+        out["eval/kl"] = kl.mean().item()
         if self.judge is not None:
             # the policy's log-probs of its samples come with them
             win_samples, win_logps = self._sample(self.policy, self.win_prompts, "win", keep="logprobs")
@@ -103,7 +118,7 @@ class Evaluator:
                 rewards = self.judge.reward(self.win_prompts[0], win_samples[0])
                 out["eval/oracle_reward"] = float(np.mean(rewards))
                 out.update(per_item("oracle_reward", rewards))
-            out.update(self._self_classification(kl_samples, win_samples, kl_logits, win_logps))
+            out.update(self._self_classification(kl_samples, win_samples, kl_logps, win_logps))
         if self.pairs is not None:
             chosen, rejected = self._pair_logps(self.policy)
             scores = classifier_scores(chosen, rejected, *self.ref_pair_logps)
@@ -114,11 +129,11 @@ class Evaluator:
             out["eval/logp_rejected"] = rejected.mean().item()
         return out
 
-    def _self_classification(self, first, second_all, first_logits, second_logps) -> dict:
+    def _self_classification(self, first, second_all, first_logps, second_logps) -> dict:
         """App. E.1 / Fig. 6: on pairs of the policy's own samples, how often the policy (as a
         classifier) and the online run's proxy judge agree with the golden judge.
         `first`, `second_all`: (responses, mask) after the KL and the win prompts;
-        `first_logits`: (policy, reference) response logits of `first`; `second_logps`: the
+        `first_logps`: (policy, reference) token log-probs of `first`; `second_logps`: the
         policy's token log-probs of `second_all`, kept while sampling it."""
         n = min(len(first[0]), len(second_all[0]))
         cut = lambda pair: (pair[0][:n], None if pair[1] is None else pair[1][:n])  # noqa: E731
@@ -133,8 +148,7 @@ class Evaluator:
             agree = torch.where(proxy == 0.5, 0.5, ((proxy > 0.5) == (golden > 0.5)).double())
             out["eval/proxy_accuracy_on_policy"] = agree[decided].mean().item()
         if _same(prompts, cut(self.kl_prompts)):  # the KL pass already scored these very sequences
-            policy_first, ref_first = (_masked(token_logprobs(logits[:n], first[0]), first[1]).sum(-1)
-                                       for logits in first_logits)
+            policy_first, ref_first = (_masked(logps[:n], first[1]).sum(-1) for logps in first_logps)
         else:
             policy_first, ref_first = self._logps(self.policy, prompts, first), self._logps(self.reference, prompts, first)
         scores = classifier_scores(policy_first, _masked(second_logps[:n], second[1]).sum(-1),

@@ -6,7 +6,8 @@ for 32 prompts takes ~20 ms through transformers and ~11 ms here. These function
 the same float operations in the same order on the same tensors, so logits, gradients
 and samples are bit-identical to the transformers path (benchmarks/bench_train.py checks
 it before timing); what they do not cover (hub models with dropout while training, other
-attention kernels, cross-attention, gradient checkpointing) takes that path instead.
+attention kernels, cross-attention) takes that path instead. Gradient checkpointing
+(transformers' switch on the model) is honoured: each block is recomputed in the backward.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers import GPT2LMHeadModel, GPT2Model
 
 
@@ -26,7 +28,7 @@ def is_plain_body(body) -> bool:
     config = body.config
     dropout = body.training and (config.resid_pdrop or config.embd_pdrop or config.attn_pdrop)
     return (type(body) is GPT2Model and config._attn_implementation == "sdpa" and not config.add_cross_attention
-            and not dropout and not body.gradient_checkpointing)
+            and not dropout)
 
 
 class _Norm(NamedTuple):
@@ -64,6 +66,7 @@ class Body(NamedTuple):
     wpe: torch.Tensor
     blocks: list
     ln_f: _Norm
+    checkpointing: bool = False  # recompute each block in the backward (train.grad_checkpointing)
 
     @classmethod
     def of(cls, body: GPT2Model) -> "Body":
@@ -72,7 +75,7 @@ class Body(NamedTuple):
         blocks = [_Block(norm(b.ln_1), linear(b.attn.c_attn), b.attn.num_heads, b.attn.head_dim, b.attn.scaling,
                          linear(b.attn.c_proj), norm(b.ln_2), linear(b.mlp.c_fc), b.mlp.act, linear(b.mlp.c_proj))
                   for b in body.h]
-        return cls(body.wte.weight, body.wpe.weight, blocks, norm(body.ln_f))
+        return cls(body.wte.weight, body.wpe.weight, blocks, norm(body.ln_f), bool(body.gradient_checkpointing))
 
 
 def forward(body, tokens: torch.Tensor, past: list | None = None):
@@ -82,8 +85,13 @@ def forward(body, tokens: torch.Tensor, past: list | None = None):
     start = 0 if past is None else past[0][0].shape[2]
     hidden = F.embedding(tokens, body.wte) + body.wpe[start:start + tokens.shape[1]]
     cache = []
+    recompute = body.checkpointing and torch.is_grad_enabled()
     for i, block in enumerate(body.blocks):
-        hidden, keys_values = _block(block, hidden, None if past is None else past[i])
+        layer_past = None if past is None else past[i]
+        if recompute:  # a pure function of its inputs: the backward's recomputation is exact
+            hidden, keys_values = checkpoint(_block, block, hidden, layer_past, use_reentrant=False)
+        else:
+            hidden, keys_values = _block(block, hidden, layer_past)
         cache.append(keys_values)
     return _layer_norm(body.ln_f, hidden), cache
 

@@ -23,6 +23,7 @@ from specc.runtime import gpt2
 # EPYC (1 MB L2 per core). Rows never interact in a forward, so the results are the same bits.
 ROWS_PER_FORWARD = 64
 ROWS_PER_DECODE = 256  # sampling: a step's activations are small, but the KV cache grows
+ROWS_PER_SAMPLE = 16  # padded (real) prompts sampled at once, each chunk to the end: its KV cache bounds memory
 
 TINY_ACTIVATION = "gelu_pytorch_tanh"
 # name -> (width, layers, heads)
@@ -129,14 +130,20 @@ def response_logits(model, prompts: torch.Tensor, responses: torch.Tensor,
     `prompt_mask` (1 = real token) marks left padding of real-data prompts; responses are
     right-padded, which causal attention never lets reach the positions before it."""
     tokens = torch.cat([prompts, responses], dim=1)
+    if prompt_mask is None and gpt2.is_plain_lm(model):
+        return _gpt2_logits(model, tokens)[:, prompts.shape[1] - 1: -1]
+    if not torch.is_grad_enabled() and len(tokens) > ROWS_PER_FORWARD:
+        n = ROWS_PER_FORWARD
+        return torch.cat([response_logits(model, prompts[i:i + n], responses[i:i + n],
+                                          None if prompt_mask is None else prompt_mask[i:i + n])
+                          for i in range(0, len(tokens), n)])
+    extra = {}
     if prompt_mask is not None:
         attention = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
-        logits = model(input_ids=tokens, attention_mask=attention, position_ids=positions(attention)).logits
-    elif gpt2.is_plain_lm(model):
-        logits = _gpt2_logits(model, tokens)
-    else:
-        logits = model(input_ids=tokens).logits
-    return logits[:, prompts.shape[1] - 1: -1]
+        extra = {"attention_mask": attention, "position_ids": positions(attention)}
+    # no KV cache, and logits only at the positions read (a 1,024-token prompt's would be 8x the rest)
+    logits = model(input_ids=tokens, use_cache=False, logits_to_keep=responses.shape[1] + 1, **extra).logits
+    return logits[:, :-1]
 
 
 def shared_prompt_logprobs(model, prompts: torch.Tensor, responses: torch.Tensor,
@@ -192,7 +199,12 @@ def _in_prompt_chunks(fn, model, prompts, responses, prompt_mask):
 
 def _shared_prompt_logits_hf(model, prompts, responses, prompt_mask, copies):
     """Any transformers causal LM: the prompt's KV cache, repeated per copy, continued by the
-    responses (all but their last token, whose next-token logits nobody needs)."""
+    responses (all but their last token, whose next-token logits nobody needs). Under
+    transformers' gradient checkpointing a training forward keeps no cache: the prompt is then
+    computed with each response."""
+    if model.training and getattr(model, "is_activation_checkpointing", False):  # with or without gradients
+        return response_logits(model, prompts.repeat(copies, 1), responses,
+                               None if prompt_mask is None else prompt_mask.repeat(copies, 1))
     prompt_mask = torch.ones_like(prompts) if prompt_mask is None else prompt_mask.long()
     out = model(input_ids=prompts, attention_mask=prompt_mask, position_ids=positions(prompt_mask),
                 use_cache=True, logits_to_keep=1)
@@ -242,12 +254,18 @@ def sample(model, prompts: torch.Tensor, length: int, generator: torch.Generator
     # no autograd bookkeeping at all, per token; a sharded model's parameters are gathered by
     # in-place copies, which inference mode forbids, so it samples under no_grad
     sharded = torch.distributed.is_available() and torch.distributed.is_initialized()
+    training = model.training  # eval mode: checkpointed transformers layers drop the KV cache in training
     with torch.no_grad() if sharded else torch.inference_mode():
-        draw = functools.partial(_draw, temperature=temperature, generator=generator, rows=draw_rows)
-        if prompt_mask is None:
-            tokens, kept = _sample(model, prompts, length, draw, copies, keep)
-        else:
-            tokens, kept = _sample_padded(model, prompts, prompt_mask, length, draw, copies, keep)
+        try:
+            model.eval()
+            if prompt_mask is None:
+                draw = functools.partial(_draw, temperature=temperature, generator=generator, rows=draw_rows)
+                tokens, kept = _sample(model, prompts, length, draw, copies, keep)
+            else:
+                uniforms = _uniforms(length, copies * len(prompts), generator, draw_rows, prompts.device)
+                tokens, kept = _sample_padded(model, prompts, prompt_mask, uniforms, temperature, copies, keep)
+        finally:
+            model.train(training)
     # normal tensors: inference tensors cannot be saved for a later backward
     if keep is None:
         return tokens.clone()
@@ -289,21 +307,47 @@ def _sample(model, prompts, length, draw, copies, keep):
     return torch.cat(tokens, dim=1), kept
 
 
-def _sample_padded(model, prompts, prompt_mask, length, draw, copies, keep):
-    """Left-padded prompts (real data): the attention mask grows by one real position per token."""
+def _uniforms(length: int, rows: int, generator, draw_rows, device) -> torch.Tensor:
+    """The uniforms of `length` tokens for `rows` rows [length, rows], in (0, 1], drawn up front
+    in the order per-token draws would take them; `draw_rows` as in `sample`."""
+    uniforms = 1.0 - torch.rand(length, rows if draw_rows is None else draw_rows[0], generator=generator, device=device)
+    return uniforms if draw_rows is None else uniforms[:, draw_rows[1].to(device)]
+
+
+def _sample_padded(model, prompts, prompt_mask, uniforms, temperature, copies, keep):
+    """Left-padded prompts (real data), ROWS_PER_SAMPLE prompts (with their copies) at a time,
+    each chunk decoded to its end before the next: one chunk's KV cache is alive at once (a
+    1B model's cache for 2,048 prompts of 1,024 tokens would be ~300 GB). `uniforms` [length,
+    rows] are drawn up front, so the samples do not depend on the chunking."""
+    length = len(uniforms)
+    by_copy = uniforms.view(length, copies, len(prompts))
+    n = ROWS_PER_SAMPLE
+    parts = [_decode_padded(model, prompts[i:i + n], prompt_mask[i:i + n], by_copy[:, :, i:i + n].reshape(length, -1),
+                            temperature, copies, keep) for i in range(0, len(prompts), n)]
+    if len(parts) == 1:
+        return parts[0]
+    # rows copy-major, as unchunked: every chunk's first copies, then its second copies, ...
+    merge = lambda ts: torch.cat([t.view(copies, -1, *t.shape[1:]) for t in ts], dim=1).flatten(0, 1)  # noqa: E731
+    return merge([t for t, _ in parts]), [merge([k[step] for _, k in parts]) for step in range(len(parts[0][1]))]
+
+
+def _decode_padded(model, prompts, prompt_mask, uniforms, temperature, copies, keep):
+    """One chunk of `_sample_padded`: the attention mask grows by one real position per token."""
     attention = prompt_mask.long()
-    out = model(input_ids=prompts, attention_mask=attention, position_ids=positions(attention), use_cache=True)
+    # the prompt's logits at its last position only: a full prefill's are [rows, prompt, vocab]
+    out = model(input_ids=prompts, attention_mask=attention, position_ids=positions(attention), use_cache=True,
+                logits_to_keep=1)
     logits, past = out.logits[:, -1], out.past_key_values
     if copies > 1:
         logits, past, attention = (logits.repeat(copies, 1), _repeat_cache(past, copies),
                                    attention.repeat(copies, 1))
     next_position = attention.sum(-1, keepdim=True)
     tokens, kept = [], []
-    for t in range(length):
-        nxt = draw(logits)
+    for t in range(len(uniforms)):
+        nxt = _draw(logits, temperature, uniforms=uniforms[t])
         tokens.append(nxt)
         _keep(kept, keep, logits, nxt)
-        if t + 1 < length:
+        if t + 1 < len(uniforms):
             attention = torch.cat([attention, torch.ones_like(nxt)], dim=1)
             out = model(input_ids=nxt, attention_mask=attention, position_ids=next_position + t,
                         past_key_values=past, use_cache=True)
@@ -311,16 +355,20 @@ def _sample_padded(model, prompts, prompt_mask, length, draw, copies, keep):
     return torch.cat(tokens, dim=1), kept
 
 
-def _draw(logits: torch.Tensor, temperature: float, generator: torch.Generator,
-          rows: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
+def _draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None,
+          rows: tuple[int, torch.Tensor] | None = None, uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row [B, 1] from softmax(logits / temperature), by inverting the CDF at
     one uniform draw per row (3-6x faster than torch.multinomial's exponential draw per
-    vocabulary entry). A token of probability 0 is never drawn: u is in (0, 1]."""
+    vocabulary entry), from `generator` or given (`uniforms` [B]). A token of probability 0 is
+    never drawn: u is in (0, 1]."""
     cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
-    u = 1.0 - torch.rand(len(cdf) if rows is None else rows[0], 1, generator=generator, dtype=cdf.dtype,
-                         device=cdf.device)
-    if rows is not None:
-        u = u[rows[1].to(u.device)]
+    if uniforms is not None:
+        u = uniforms[:, None]
+    else:
+        u = 1.0 - torch.rand(len(cdf) if rows is None else rows[0], 1, generator=generator, dtype=cdf.dtype,
+                             device=cdf.device)
+        if rows is not None:
+            u = u[rows[1].to(u.device)]
     return (cdf < u * cdf[:, -1:]).sum(dim=-1, keepdim=True)
 
 
@@ -351,7 +399,7 @@ def _next_logits(model, tokens: torch.Tensor, past, body: "gpt2.Body | None" = N
 def last_hidden(body, tokens: torch.Tensor) -> torch.Tensor:
     """A base model's final hidden states [B, T, d] of unpadded sequences (the judges' backbone)."""
     if not gpt2.is_plain_body(body):
-        return body(input_ids=tokens).last_hidden_state
+        return body(input_ids=tokens, use_cache=False).last_hidden_state
     if not torch.is_grad_enabled() and len(tokens) > ROWS_PER_FORWARD:
         return torch.cat([last_hidden(body, rows) for rows in tokens.split(ROWS_PER_FORWARD)])
     return gpt2.forward(body, tokens)[0]

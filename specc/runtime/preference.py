@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2Model
 
 from specc.runtime.jobdir import JobDir, atomic_write_json
-from specc.runtime.models import TINY_ACTIVATION, TINY_SIZES, last_hidden, positions, shared_prompt_hidden
+from specc.runtime.models import (ROWS_PER_FORWARD, TINY_ACTIVATION, TINY_SIZES, last_hidden, positions,
+                                  shared_prompt_hidden)
 from specc.runtime.models_hub import resolve_dtype
 
 
@@ -63,8 +64,11 @@ class PreferenceModel(torch.nn.Module):
     def _score(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:
             return self._read(last_hidden(self.backbone, tokens)[:, -1])
-        hidden = self.backbone(input_ids=tokens, attention_mask=attention_mask,
-                               position_ids=positions(attention_mask)).last_hidden_state
+        if not torch.is_grad_enabled() and len(tokens) > ROWS_PER_FORWARD:  # judging many rows: in chunks
+            return torch.cat([self._score(tokens[i:i + ROWS_PER_FORWARD], attention_mask[i:i + ROWS_PER_FORWARD])
+                              for i in range(0, len(tokens), ROWS_PER_FORWARD)])
+        hidden = self.backbone(input_ids=tokens, attention_mask=attention_mask, position_ids=positions(attention_mask),
+                               use_cache=False).last_hidden_state
         last = hidden[torch.arange(len(tokens), device=tokens.device), last_real_index(attention_mask)]
         return self._read(last)
 

@@ -16,7 +16,6 @@ from specc.runtime.batch import Responder, mask, order_pairs, take, to_device
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.engines import Draw, open_engine
-from specc.runtime.judges import load_judge
 from specc.runtime.jobdir import JobDir
 from specc.runtime.loop import batch_indices, step_generator
 
@@ -59,8 +58,8 @@ class OnlineSampler:
         settings = ctx.config["sampler"]
         self.engine = open_engine(settings.get("engine", "hf"), self.respond, ctx.device, prompts.shape[1])
         self.sync_every, self.synced_at = settings.get("sync_every", 1), None
-        self.judge = load_judge(ctx.upstream("sampler.online"), ctx.device)
-        self.golden = load_judge(ctx.upstream("evaluate.judge"), ctx.device) if ctx.has("evaluate.judge") else None
+        self.judge = ctx.judge("sampler.online")
+        self.golden = ctx.judge("evaluate.judge") if ctx.has("evaluate.judge") else None
         self.buffer: list[tuple[int, dict]] = []
         self.last_flush: int | None = None
 

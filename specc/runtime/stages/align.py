@@ -16,7 +16,8 @@ from specc.runtime.context import JobContext, policy_file
 from specc.runtime.device import precision
 from specc.runtime.evaluation import Evaluator
 from specc.runtime.losses import preference_loss
-from specc.runtime.loop import Learner, apply_update, make_optimizer, run_loop
+from specc.runtime.loop import Learner, make_optimizer, run_loop
+from specc.runtime.microbatch import accumulated_update, enable_checkpointing, share, total_loss, trimmed
 from specc.runtime.models import master_weights, weights_dtype
 from specc.runtime.samplers import OfflineSampler, OnlineSampler, ReplaySampler
 
@@ -41,7 +42,10 @@ def build_align(ctx: JobContext) -> Learner:
     reference = ctx.policy("init")  # pi_sft in the paper: the init, frozen, in its saved dtype
     reference.requires_grad_(False)
     saved_dtype = weights_dtype(reference)  # the policy is saved as its init was
-    policy = distributed.shard(master_weights(ctx.policy("init")), device)
+    policy = master_weights(ctx.policy("init"))
+    if train.get("grad_checkpointing"):
+        enable_checkpointing(policy)
+    policy = distributed.shard(policy, device)
     optimizer, scheduler = make_optimizer(policy, train)
     sampler = _make_sampler(ctx, policy)
     loss_cfg = config["loss"]
@@ -52,12 +56,19 @@ def build_align(ctx: JobContext) -> Learner:
     def step_fn(step: int) -> dict:
         batch, metrics = sampler(step)
         ref_chosen, ref_rejected = reference_logps(step, batch)
-        pol_chosen, pol_rejected = pair_logps(policy, batch, loss_cfg["normalize"], device)
-        loss, h = preference_loss(loss_cfg["name"], loss_cfg["beta"], pol_chosen, pol_rejected, ref_chosen, ref_rejected)
-        apply_update(policy, optimizer, scheduler, loss, train["grad_clip"])
+        rows = len(batch["prompt"])
+
+        def loss_of(part: slice):
+            pol_chosen, pol_rejected = pair_logps(policy, trimmed(take(batch, part)), loss_cfg["normalize"], device)
+            loss, h = preference_loss(loss_cfg["name"], loss_cfg["beta"], pol_chosen, pol_rejected,
+                                      ref_chosen[part], ref_rejected[part])
+            return loss * share(part, rows), (h.detach(), pol_chosen.detach(), pol_rejected.detach())
+
+        kept = accumulated_update(policy, optimizer, scheduler, train, rows, loss_of)
+        h, pol_chosen, pol_rejected = (torch.cat(parts) for parts in zip(*(extra for _, extra in kept)))
         # the global batch's statistics (this rank's share is all of it on one process)
         h, pol_chosen, pol_rejected = (distributed.gather(t) for t in (h, pol_chosen, pol_rejected))
-        return {**metrics, "train/loss": distributed.mean(loss), "train/margin_mean": h.mean().item(),
+        return {**metrics, "train/loss": distributed.mean(total_loss(kept)), "train/margin_mean": h.mean().item(),
                 "train/margin_std": h.std().item() if len(h) > 1 else 0.0,
                 "train/logp_chosen": pol_chosen.mean().item(), "train/logp_rejected": pol_rejected.mean().item()}
 

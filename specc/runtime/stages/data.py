@@ -8,7 +8,7 @@ from specc.runtime.artifacts import (pairs_path, prompts_path, read_pairs, task_
                                      write_tokens)
 from specc.runtime.context import JobContext
 from specc.runtime.jobdir import atomic_write_json
-from specc.runtime.judges import load_judge, write_oracle
+from specc.runtime.judges import write_oracle
 from specc.runtime.tasks.synthetic import SyntheticTask
 
 
@@ -60,7 +60,7 @@ def run_label(ctx: JobContext) -> dict:
 
     data = ctx.upstream("data")
     pairs = {k: torch.from_numpy(v) for k, v in read_pairs(data).items()}
-    judge = load_judge(ctx.upstream("judge"), ctx.device)
+    judge = ctx.judge("judge")
     prompt_mask, chosen_mask, rejected_mask = masks_of(pairs)  # real data: padding masks ride along
     p_first = judge.prob_first(pairs["prompt"], pairs["chosen"], pairs["rejected"],
                                prompt_mask, chosen_mask, rejected_mask)

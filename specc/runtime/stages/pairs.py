@@ -10,7 +10,6 @@ from specc.runtime.batch import Responder, mask, order_pairs, take, to_device
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.engines import Draw, open_engine
-from specc.runtime.judges import load_judge
 from specc.runtime.loop import step_generator
 
 BATCH = 256
@@ -28,7 +27,7 @@ def run_pairs(ctx: JobContext) -> dict:
     first = _sample_all(ctx.policy("a"), table, engine, ctx.config["seed"], "a", ctx.device)
     second = _sample_all(ctx.policy("b"), table, engine, ctx.config["seed"], "b", ctx.device)
     engine.sleep()
-    a_wins = load_judge(ctx.upstream("judge"), ctx.device).prob_first(table["prompt"], first[0], second[0],
+    a_wins = ctx.judge("judge").prob_first(table["prompt"], first[0], second[0],
                                                            prompt_mask=mask(table, "prompt"),
                                                            first_mask=first[1], second_mask=second[1]) >= 0.5
     pairs = order_pairs(table["prompt"], first[0], second[0], torch.from_numpy(np.asarray(a_wins))[:, None],

@@ -12,16 +12,32 @@ import torch.nn.functional as F
 
 from specc.runtime import distributed
 from specc.runtime.artifacts import read_pairs, task_info
-from specc.runtime.batch import masks_of
+from specc.runtime.batch import masks_of, take
 from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
-from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop, step_generator
+from specc.runtime.loop import Learner, batch_indices, make_optimizer, run_loop, step_generator
+from specc.runtime.microbatch import accumulated_update, enable_checkpointing, share, total_loss, trimmed
 from specc.runtime.preference import build_preference_model, load_preference_model, save_preference_model
 
 HELD_OUT = 0.1  # share of pairs kept for validation accuracy
 
 
 def run_preference_model(ctx: JobContext) -> dict:
+    learner = build_preference_model_learner(ctx)
+    run_loop(ctx.job, learner, ctx.stop_after)
+    model = learner.model
+    if distributed.world() == 1:
+        save_preference_model(model.cpu(), ctx.job)
+        return {}
+    state = distributed.full_state(model)
+    if distributed.is_main():
+        save_preference_model(model, ctx.job, state=state)
+    distributed.barrier()
+    return {}
+
+
+def build_preference_model_learner(ctx: JobContext) -> Learner:
+    """The judge, its update step and its validation accuracy, ready for `run_loop`."""
     config, train = ctx.config, ctx.config["train"]
     info = task_info(ctx.upstream("data"))
     pairs = {k: torch.from_numpy(v) for k, v in read_pairs(ctx.upstream("data")).items()}
@@ -32,6 +48,8 @@ def run_preference_model(ctx: JobContext) -> dict:
     model = build_preference_model(config["form"], config["model"], info)
     if ctx.has("init"):
         _initialise(model, ctx)
+    if train.get("grad_checkpointing"):
+        enable_checkpointing(model)
     model = distributed.shard(model.to(ctx.device), ctx.device)
     optimizer, scheduler = make_optimizer(model, train)
 
@@ -39,33 +57,29 @@ def run_preference_model(ctx: JobContext) -> dict:
         every = batch_indices(len(fit["prompt"]), train["batch_size"], train["seed"], step)
         idx = distributed.share(every)  # this rank's rows (all of them on one process)
         batch = {k: v[idx] for k, v in fit.items()}
-        if config["form"] == "pointwise":
+        # Eq. 5 (pairwise): present the pair in a random order, predict which side won
+        chosen_first = distributed.share(torch.rand(len(every), generator=step_generator(train["seed"], "order", step))
+                                         < 0.5)
+
+        def loss_of(part: slice):
+            rows = trimmed(take(batch, part))
             with autocast(ctx.device):
-                logit = model.logit(batch["prompt"], batch["chosen"], batch["rejected"], *masks_of(batch))
-            loss = -F.logsigmoid(logit.float()).mean()
-        else:  # Eq. 5: present the pair in a random order, predict which side won
-            chosen_first = distributed.share(
-                torch.rand(len(every), generator=step_generator(train["seed"], "order", step)) < 0.5)
-            with autocast(ctx.device):
-                logit = model.logit(*shown_in_order(batch, chosen_first))
-            loss = F.binary_cross_entropy_with_logits(logit.float(), chosen_first.float().to(logit.device))
-        apply_update(model, optimizer, scheduler, loss, train["grad_clip"])
-        return {"train/loss": distributed.mean(loss)}
+                if config["form"] == "pointwise":
+                    loss = -F.logsigmoid(model.logit(rows["prompt"], rows["chosen"], rows["rejected"],
+                                                     *masks_of(rows)).float()).mean()
+                else:
+                    logit = model.logit(*shown_in_order(rows, chosen_first[part])).float()
+                    loss = F.binary_cross_entropy_with_logits(logit, chosen_first[part].float().to(logit.device))
+            return loss * share(part, len(idx)), None
+
+        return {"train/loss": distributed.mean(total_loss(accumulated_update(model, optimizer, scheduler, train,
+                                                                             len(idx), loss_of)))}
 
     def eval_fn(step: int) -> dict:
         p = model.prob_first(val["prompt"], val["chosen"], val["rejected"], *masks_of(val))
         return {"eval/judge_accuracy": float(np.mean(np.where(p == 0.5, 0.5, p > 0.5)))}
 
-    learner = Learner(model, train, step_fn, eval_fn=eval_fn, optimizer=optimizer, scheduler=scheduler)
-    run_loop(ctx.job, learner, ctx.stop_after)
-    if distributed.world() == 1:
-        save_preference_model(model.cpu(), ctx.job)
-        return {}
-    state = distributed.full_state(model)
-    if distributed.is_main():
-        save_preference_model(model, ctx.job, state=state)
-    distributed.barrier()
-    return {}
+    return Learner(model, train, step_fn, eval_fn=eval_fn, optimizer=optimizer, scheduler=scheduler)
 
 
 def _initialise(model, ctx: JobContext) -> None:

@@ -9,12 +9,21 @@ from specc.runtime.artifacts import read_pairs, task_info
 from specc.runtime.batch import both_sides, take, to_device
 from specc.runtime.context import JobContext, policy_file
 from specc.runtime.device import autocast
-from specc.runtime.loop import Learner, apply_update, batch_indices, make_optimizer, run_loop
+from specc.runtime.loop import Learner, batch_indices, make_optimizer, run_loop
+from specc.runtime.microbatch import accumulated_update, enable_checkpointing, share, total_loss, trimmed
 from specc.runtime.models import build_policy, response_logprobs
 from specc.runtime.models_hub import resolve_dtype
 
 
 def run_sft(ctx: JobContext) -> dict:
+    learner = build_sft(ctx)
+    run_loop(ctx.job, learner, ctx.stop_after)
+    learner.save_fn(None)
+    return {}
+
+
+def build_sft(ctx: JobContext) -> Learner:
+    """The policy and its update step, ready for `run_loop`."""
     train, device = ctx.config["train"], ctx.device
     roles = ctx.upstream_roles("data")
     info = task_info(ctx.upstream(roles[0]))
@@ -26,26 +35,31 @@ def run_sft(ctx: JobContext) -> dict:
 
     model = build_policy(ctx.config["model"], info["vocab"], info["prompt_len"] + info["response_len"],
                          train["seed"], device)
+    if train.get("grad_checkpointing"):
+        enable_checkpointing(model)
     model = distributed.shard(model, device)
     saved_dtype = resolve_dtype(ctx.config["model"]["dtype"])  # float32 masters train, saved in the spec's dtype
     optimizer, scheduler = make_optimizer(model, train)
 
     def step_fn(step: int) -> dict:
         idx = distributed.share(batch_indices(len(data["prompt"]), train["batch_size"], train["seed"], step))
-        rows = to_device(take(data, idx), device)
-        with autocast(device):
-            logps = response_logprobs(model, rows["prompt"], rows["response"], rows.get("response_mask"),
-                                      rows.get("prompt_mask"))
-        # mean over real response tokens (all of them, for fixed-length synthetic responses)
-        nll = (-logps.mean() if "response_mask" not in rows
-               else distributed.token_mean(-logps.sum(), rows["response_mask"].sum()))
-        apply_update(model, optimizer, scheduler, nll, train["grad_clip"])
-        return {"train/loss": distributed.mean(nll)}
+        batch = to_device(take(data, idx), device)
+        # mean over the batch's real response tokens (all of them, for fixed-length synthetic responses)
+        real_tokens = batch["response_mask"].sum() if "response_mask" in batch else None
+
+        def loss_of(part: slice):
+            rows = trimmed(take(batch, part))
+            with autocast(device):
+                logps = response_logprobs(model, rows["prompt"], rows["response"], rows.get("response_mask"),
+                                          rows.get("prompt_mask"))
+            if real_tokens is None:
+                return -logps.mean() * share(part, len(idx)), None
+            return distributed.token_mean(-logps.sum(), real_tokens), None
+
+        kept = accumulated_update(model, optimizer, scheduler, train, len(idx), loss_of)
+        return {"train/loss": distributed.mean(total_loss(kept))}
 
     def save_fn(step: int | None) -> None:
         distributed.save_policy(model, policy_file(ctx.job, step), saved_dtype)
 
-    learner = Learner(model, train, step_fn, optimizer=optimizer, scheduler=scheduler, save_fn=save_fn)
-    run_loop(ctx.job, learner, ctx.stop_after)
-    learner.save_fn(None)
-    return {}
+    return Learner(model, train, step_fn, optimizer=optimizer, scheduler=scheduler, save_fn=save_fn)
