@@ -56,7 +56,8 @@ def report(name: str, tokens: float, seconds: float, flops_per_token: float, pla
     torch.cuda.reset_peak_memory_stats()
 
 
-def planned(kind: str, rows: int, tokens: int, logit_positions: int, frozen_bytes: float = 0.0) -> float:
+def planned(rows: int, tokens: int, logit_positions: int, frozen_bytes: float = 0.0) -> float:
+    """The planner's peak for the 1B policy's state, frozen models and one micro-batch (GB)."""
     from specc.compiler.memory import HUB_SHAPES, _activation_bytes
     shape = HUB_SHAPES["EleutherAI/pythia-1b"]
     state = shape.params * (4 + 2 + 4 + 8)
@@ -86,11 +87,13 @@ def main(steps: int) -> None:
         def sft_loss(part):
             rows = trimmed({k: v[part] for k, v in sft.items() if k.startswith(("prompt", "chosen"))})
             with autocast(device):
-                logps = response_logprobs(policy, rows["prompt"], rows["chosen"], rows["chosen_mask"], rows["prompt_mask"])
+                logps = response_logprobs(policy, rows["prompt"], rows["chosen"], rows["chosen_mask"],
+                                          rows["prompt_mask"])
             return -logps.sum() / (128 * RESPONSE), None
         accumulated_update(policy, optimizer, scheduler, {**train, "batch_size": 128}, 128, sft_loss)
     torch.cuda.synchronize()
-    report("sft", steps * 128 * (PROMPT + RESPONSE), time.perf_counter() - start, 8 * n, planned("sft", 8, PROMPT + RESPONSE, 8 * RESPONSE))
+    report("sft", steps * 128 * (PROMPT + RESPONSE), time.perf_counter() - start, 8 * n,
+           planned(8, PROMPT + RESPONSE, 8 * RESPONSE))
 
     reference = neox_1b(torch.bfloat16).requires_grad_(False)
     batch = pairs(32, generator)
@@ -106,7 +109,7 @@ def main(steps: int) -> None:
         accumulated_update(policy, optimizer, scheduler, {**train, "batch_size": 32}, 32, align_loss)
     torch.cuda.synchronize()
     report("offline", steps * 32 * 2 * (PROMPT + RESPONSE), time.perf_counter() - start, 8 * n,
-           planned("align", 8, 2 * (PROMPT + RESPONSE), 16 * RESPONSE, n * 2))
+           planned(8, 2 * (PROMPT + RESPONSE), 16 * RESPONSE, n * 2))
 
     prompts, prompt_mask = padded_prompts(32, generator)
     start = time.perf_counter()
@@ -114,17 +117,17 @@ def main(steps: int) -> None:
         samples = sample(policy, prompts, RESPONSE, torch.Generator("cuda").manual_seed(1), prompt_mask=prompt_mask,
                          copies=2)
     torch.cuda.synchronize()
-    report("sampling", 64 * RESPONSE, time.perf_counter() - start, 2 * n, planned("align", 0, 0, 0, n * 2))
+    report("sampling", 64 * RESPONSE, time.perf_counter() - start, 2 * n, planned(0, 0, 0, n * 2))
     del samples
 
     kl_prompts, kl_mask = padded_prompts(256, generator)
     start = time.perf_counter()
     with torch.no_grad(), autocast(device):
-        kl_samples, kept = sample(policy, kl_prompts, RESPONSE, torch.Generator("cuda").manual_seed(2),
-                                  prompt_mask=kl_mask, keep="logprobs")
+        kl_samples, _ = sample(policy, kl_prompts, RESPONSE, torch.Generator("cuda").manual_seed(2),
+                               prompt_mask=kl_mask, keep="logprobs")
         response_logprobs(reference, kl_prompts, kl_samples, None, kl_mask)
     torch.cuda.synchronize()
-    report("eval-KL", 256 * (PROMPT + 2 * RESPONSE), time.perf_counter() - start, 2 * n, planned("align", 0, 0, 0, n * 2))
+    report("eval-KL", 256 * (PROMPT + 2 * RESPONSE), time.perf_counter() - start, 2 * n, planned(0, 0, 0, n * 2))
 
 
 if __name__ == "__main__":

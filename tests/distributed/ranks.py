@@ -12,20 +12,20 @@ from pathlib import Path
 # runs one rank; from update `fail_step` on, that rank raises ("raise") or stops answering ("hang")
 RANK_MAIN = """
 import sys, time
-from specc.runtime import job, loop
+from specc.runtime import job, microbatch
 fail_step, how = int(sys.argv[2]), sys.argv[3]
 if fail_step >= 0:
-    real = loop.apply_update
-    def failing(model, optimizer, scheduler, loss, grad_clip, _seen=[0]):
+    real = microbatch.accumulated_update
+    def failing(*args, _seen=[0]):
         _seen[0] += 1
         if _seen[0] > fail_step:
             if how == "hang":
                 time.sleep(3600)
             raise RuntimeError("injected failure in this rank")
-        return real(model, optimizer, scheduler, loss, grad_clip)
+        return real(*args)
     for module in ("specc.runtime.stages.align", "specc.runtime.stages.sft", "specc.runtime.stages.preference"):
         __import__(module)
-        sys.modules[module].apply_update = failing
+        sys.modules[module].accumulated_update = failing
 sys.exit(job.main([sys.argv[1]]))
 """
 
