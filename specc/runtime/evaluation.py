@@ -10,6 +10,8 @@ by item, paired.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -41,6 +43,10 @@ class Evaluator:
         self.judge = ctx.judge("evaluate.judge") if ctx.has("evaluate.judge") else None
         # an online run's own judge (the proxy), scored against the golden judge on the policy's samples
         self.proxy = ctx.judge("sampler.online") if ctx.has("sampler.online") else None
+        # on a GPU, a judge only evaluations read (no online sampler shares it) waits on the host
+        # between them: a 12B golden judge's 24 GB are free for training the rest of the time
+        self.parked = [] if self.device.type == "cpu" or ctx.has("sampler.online") else [
+            judge for judge in (self.judge,) if isinstance(judge, torch.nn.Module)]
         baseline_role = "evaluate.baseline" if ctx.has("evaluate.baseline") else "init"
         self.baseline_responses = self._sample(ctx.policy(baseline_role), self.win_prompts, "baseline")
         self.pairs = None
@@ -50,6 +56,8 @@ class Evaluator:
             self.pairs = {k: torch.from_numpy(v[:n]).to(self.device) for k, v in pairs.items()}
             with torch.no_grad():
                 self.ref_pair_logps = self._pair_logps(reference)
+        for judge in self.parked:
+            judge.cpu()
 
     def _sample(self, model, prompts, purpose: str, keep: str | None = None):
         """(responses, mask) for (prompts, mask); the same draws at every evaluation. With
@@ -96,7 +104,8 @@ class Evaluator:
     @torch.no_grad()
     def __call__(self, step: int) -> dict:
         self.engine.sync(self.policy, step)  # an evaluation always samples the current weights
-        out = self._evaluate()
+        with visiting(self.parked, self.device):
+            out = self._evaluate()
         self.engine.sleep()
         return out
 
@@ -156,6 +165,18 @@ class Evaluator:
         decided = decided.to(scores.device)
         out["eval/self_classifier_accuracy"] = classifier_accuracy(scores[decided], (golden > 0.5).to(scores.device)[decided])
         return out
+
+
+@contextlib.contextmanager
+def visiting(models: list, device: torch.device):
+    """`models` on `device` for the block, back on the host after it."""
+    for model in models:
+        model.to(device)
+    try:
+        yield
+    finally:
+        for model in models:
+            model.cpu()
 
 
 OUTCOME_PREFIX = "outcome/"
