@@ -166,9 +166,13 @@ def _activation_bytes(shape: Shape, rows: int, tokens: int, logit_positions: int
             + logit_positions * shape.vocab * 4)
 
 
-def estimate(job, by_id, gpus: int = 1) -> Estimate | None:
+VLLM_SHARE = 0.1  # of a GPU's memory a colocated vLLM engine takes while it samples (runtime.engines.vllm)
+
+
+def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
     """A job's peak memory per GPU (gpus >= 1) or in host memory (gpus = 0); None when a model's
-    shape is unknown (a hub name not in HUB_SHAPES and not a local folder)."""
+    shape is unknown (a hub name not in HUB_SHAPES and not a local folder). A vLLM engine takes
+    its share of a `gpu_gb` GPU while sampling (weights and KV cache; it sleeps in training)."""
     if job.kind in ("dataset", "oracle"):
         return Estimate()
     widths, gpu = _widths(job, by_id), gpus > 0
@@ -217,6 +221,9 @@ def estimate(job, by_id, gpus: int = 1) -> Estimate | None:
         kept_logits = kl * R * shape.vocab * 2 + ROWS_PER_CHUNK * R * shape.vocab * 4
         out.sampling = max(_sampling_bytes(shape, online_rows, P + R),
                            _sampling_bytes(shape, ROWS_PER_SAMPLE, P + R) + kept_logits)
+        engines = {job.config["sampler"].get("engine", "hf"), job.config["evaluate"].get("engine", "hf")}
+        if "vllm" in engines and gpu:
+            out.sampling = max(out.sampling, VLLM_SHARE * gpu_gb * GB + kept_logits)
     return out
 
 
@@ -237,7 +244,7 @@ def plan_memory(plan) -> dict[str, dict | None]:
     out = {}
     for job in plan.jobs:
         gpus, gpu_gb, host_gb = resources(plan.executor, job.stage)
-        found = estimate(job, by_id, gpus)
+        found = estimate(job, by_id, gpus, gpu_gb)
         out[job.id] = None if found is None else {**found.to_json(), "gpus": gpus, "gpu_mem_gb": gpu_gb,
                                                    "mem_gb": host_gb, "fits": _fits(found, gpus, gpu_gb, host_gb)}
     return out
@@ -257,7 +264,7 @@ def memory_errors(plan, source) -> list[SpecError]:
     by_id, errors, seen = plan.by_id(), [], set()
     for job in plan.jobs:
         gpus, gpu_gb, host_gb = resources(plan.executor, job.stage)
-        found = estimate(job, by_id, gpus)
+        found = estimate(job, by_id, gpus, gpu_gb)
         if found is None or job.stage in seen or _fits(found, gpus, gpu_gb, host_gb):
             continue
         seen.add(job.stage)
@@ -295,7 +302,7 @@ def _remedy(job, by_id, gpus: int, gpu_gb: int, host_gb: int) -> str:
         config = dict(job.config)
         if train is not None:
             config["train"] = {**train, **{k: v for k, v in knobs.items() if k != "gpus"}}
-        found = estimate(replace(job, config=config), by_id, knobs.get("gpus", gpus))
+        found = estimate(replace(job, config=config), by_id, knobs.get("gpus", gpus), gpu_gb)
         if found is not None and _fits(found, knobs.get("gpus", gpus), gpu_gb, host_gb):
             return "it fits with " + ", ".join(
                 f"executor.stages.{job.stage}.gpus: {v}" if k == "gpus" else f"train.{k}: {str(v).lower()}"

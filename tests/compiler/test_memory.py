@@ -51,3 +51,14 @@ def test_pure_bf16_would_not_be_planned_and_checkpointing_shrinks_activations():
                      by_id, 1)
     assert with_ckpt.activations < plain.activations / 4
     assert with_ckpt.optimizer == 2 * with_ckpt.gradients  # float32 AdamW moments: 8 bytes a parameter
+
+
+def test_a_vllm_engine_is_planned_at_its_share_of_the_gpu():
+    plan = compile_spec(PAPER / "fig01-online-vs-offline.yaml", profile="full")
+    by_id = plan.by_id()
+    online = next(j for j in plan.jobs if j.stage == "online")
+    hf = estimate(online, by_id, 1, 80)
+    from dataclasses import replace
+    vllm = estimate(replace(online, config={**online.config, "sampler": {**online.config["sampler"], "engine": "vllm"}}),
+                    by_id, 1, 80)
+    assert vllm.sampling >= 8e9 and vllm.sampling >= hf.sampling
