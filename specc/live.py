@@ -119,42 +119,50 @@ class RunDisplay:
     refreshed from the job dirs. `live()` draws it in place when the console is a terminal."""
 
     STATUS_EVERY_S = 2.0  # how often the open jobs' status.json are read again (SLURM: many jobs)
+    ROWS = 20  # running jobs drawn at most: the block must fit a terminal
 
     def __init__(self, plan, workspace, console: Console):
         self.jobs = {job.id: job for job in plan.jobs}
         self.root = workspace / "jobs"
         self.console, self.name = console, plan.spec.name
         self.ended: dict[str, str] = {}  # job id -> done | failed | blocked
+        self.launched: set[str] = set()  # started locally, or submitted to (or found in) SLURM's queue
         self.started = time.time()
         self._running: list[str] = []
         self._scanned = 0.0
 
     def event(self, event: str, job) -> None:
-        if event in ("done", "cached"):
+        if event in ("started", "submitted", "in flight", "waiting"):
+            self.launched.add(job.id)
+        elif event in ("done", "cached"):
             self.ended[job.id] = "done"
         elif event in ("failed", "blocked", "stopped"):
             self.ended[job.id] = "failed" if event == "stopped" else event
 
     def running(self) -> list[str]:
-        """Open jobs whose status.json says running (a job marks itself when it starts)."""
+        """Launched jobs not ended whose status.json says running (a job marks itself when it
+        starts); only those are read, so a large sweep costs no more than its active jobs."""
         now = time.monotonic()
         if now - self._scanned >= self.STATUS_EVERY_S:
             self._scanned = now
-            self._running = [i for i in self.jobs if i not in self.ended
+            ended = self.ended.copy()  # the runner adds to it from another thread
+            self._running = [i for i in self.jobs if i in self.launched and i not in ended
                              and JobDir(self.root / i).status().get("state") == "running"]
         return [i for i in self._running if i not in self.ended]
 
     def __rich__(self):
-        running = self.running()
-        counts = {state: sum(1 for s in self.ended.values() if s == state) for state in ("done", "failed", "blocked")}
-        pending = len(self.jobs) - len(self.ended) - len(running)
+        running, ended = self.running(), self.ended.copy()
+        counts = {state: sum(1 for s in ended.values() if s == state) for state in ("done", "failed", "blocked")}
+        pending = len(self.jobs) - len(ended) - len(running)
         head = Text.assemble((f"{self.name}: ", "bold"), (f"{counts['done']}/{len(self.jobs)} done", "green"),
                              f" · {len(running)} running · {pending} pending",
                              (f" · {counts['failed']} failed", "red") if counts["failed"] else "",
                              (f" · {counts['blocked']} blocked", "yellow") if counts["blocked"] else "",
                              f" · {duration(time.time() - self.started)}")
-        views = [running_view(self.jobs[i], JobDir(self.root / i)) for i in running]
-        return Group(head, running_table(views)) if views else head
+        views = [running_view(self.jobs[i], JobDir(self.root / i)) for i in running[:self.ROWS]]
+        more = [Text(f"... and {len(running) - self.ROWS} more running (specc status lists them all)")] \
+            if len(running) > self.ROWS else []
+        return Group(head, *([running_table(views)] if views else []), *more)
 
     @contextmanager
     def live(self):

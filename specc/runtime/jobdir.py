@@ -70,6 +70,13 @@ def atomic_write_parquet(path: Path, table: pa.Table) -> None:
         raise
 
 
+def scheduler_id() -> str | None:
+    """This SLURM task's id as submission recorded it and sacct / scancel name it: `<array>_<task>`
+    for a task of a job array (SLURM_JOB_ID is then another number, unknown to sacct's -j)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
 class JobDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -164,7 +171,7 @@ class JobDir:
         self.update_status(state="running", host=socket.gethostname(), pid=os.getpid(), threads=threads,
                            device=device, precision=precision, started=status.get("started") or now,
                            attempt_started=now, attempt=status.get("attempt", 0) + 1,
-                           slurm_job_id=os.environ.get("SLURM_JOB_ID"), error=None, notes=[])
+                           slurm_job_id=scheduler_id(), error=None, notes=[])
 
     # wall_s is the time the job ran, summed over its attempts: the time between a crash and
     # the rerun, or a pre-emption and the requeue, is not work (an attempt killed outright
