@@ -2,9 +2,10 @@
 
 A training job keeps float32 master weights, gradients and two AdamW moments (16 bytes a
 parameter, sharded over the stage's GPUs), a bf16 copy of its weights under autocast, its
-frozen models (the reference; judges, once each) in their saved dtype, and at its peak the
-largest of: one micro-batch's saved activations and logits, one chunk of sampling (its KV
-cache), one chunk of judging. Activations per token and layer are 10 d + 2 I elements (d the
+frozen models (the reference; judges, once each; whole on every GPU) in their saved dtype, and
+at its peak the largest of: one micro-batch's saved activations and logits, one chunk of
+sampling (its KV cache), one chunk of judging (with the judges that wait on the host between
+evaluations). Activations per token and layer are 10 d + 2 I elements (d the
 width, I the MLP width: inputs of the norms, projections, attention and MLP, measured on
 GPTNeoX), or d under activation checkpointing plus one layer recomputed; logits are kept only
 at response positions. `tests/compiler/test_memory.py` checks the parameter and activation
@@ -176,17 +177,23 @@ def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
     if job.kind in ("dataset", "oracle"):
         return Estimate()
     widths, gpu = _widths(job, by_id), gpus > 0
-    shards = max(1, gpus)
+    shards = max(1, gpus)  # the trained model is sharded (FSDP); frozen models are whole on every GPU
     out = Estimate()
+    # on a GPU, an align job's judges that only evaluations read wait on the host between them
+    parked = gpu and job.kind == "align" and not job.config["sampler"]["online"]
     judges = {job.upstream[r] for r in ("judge", "sampler.online", "evaluate.judge") if r in job.upstream}
     for judge_id in judges:
         shape, nbytes = _shape(by_id[judge_id], by_id, widths)
         if shape is None and by_id[judge_id].kind != "oracle":
             return None
         if shape is not None:
-            out.frozen += shape.params * nbytes / shards
             seq = widths.prompt + 2 * widths.response + 1
-            out.judging = max(out.judging, ROWS_PER_CHUNK * 2 * seq * (2 * shape.width + shape.mlp) * 2)
+            chunk = ROWS_PER_CHUNK * 2 * seq * (2 * shape.width + shape.mlp) * 2
+            if parked:
+                out.judging += shape.params * nbytes + chunk
+            else:
+                out.frozen += shape.params * nbytes
+                out.judging = max(out.judging, chunk)
     if job.kind == "label":
         return out
     shape, nbytes = _shape(job, by_id, widths)
@@ -194,7 +201,7 @@ def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
         return None
     n, P, R = shape.params, widths.prompt, widths.response
     if job.kind == "pairs":
-        out.frozen += n * nbytes / shards
+        out.frozen += n * nbytes
         out.sampling = _sampling_bytes(shape, ROWS_PER_SAMPLE, P + R)
         return out
     train = job.config["train"]
@@ -212,8 +219,9 @@ def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
         if job.config["model"].get("family") == "hub" and "init" not in job.upstream:
             out.host += n * 4
     else:  # align: the policy, its frozen reference, sampling and evaluation
-        out.frozen += n * nbytes / shards
-        shared = not (train.get("grad_checkpointing") and job.config.get("model", {}).get("family") != "tiny")
+        out.frozen += n * nbytes
+        family = (_model_of(job, by_id)[0] or {}).get("family", "tiny")
+        shared = not (train.get("grad_checkpointing") and family != "tiny")
         tokens = P + 2 * (R - 1) if shared else 2 * (P + R)
         out.activations = _activation_bytes(shape, rows, tokens, 2 * rows * R, train, gpu)
         online_rows = 2 * min(train["batch_size"], ROWS_PER_SAMPLE) if job.config["sampler"]["online"] else 0
@@ -251,9 +259,10 @@ def plan_memory(plan) -> dict[str, dict | None]:
 
 
 def _fits(found: Estimate, gpus: int, gpu_gb: int, host_gb: int) -> bool:
+    """Per GPU against `gpu_gb`; on the host, every rank (one per GPU) against the job's `mem_gb`."""
     if gpus == 0:
         return found.host + found.device <= host_gb * GB
-    return found.device <= gpu_gb * GB and found.host <= host_gb * GB
+    return found.device <= gpu_gb * GB and found.host * gpus <= host_gb * GB
 
 
 def memory_errors(plan, source) -> list[SpecError]:
