@@ -40,7 +40,7 @@ def benchmarks(only: list[str] | None) -> list[str]:
 
 def arguments(name: str, args) -> list[str]:
     out = []
-    if name in ("train", "eval"):
+    if name in ("train", "eval", "progress"):
         out += ["--threads", str(args.threads)]
         if args.quick:
             out += ["--rounds", "2"] + (["--steps", "4"] if name == "train" else [])

@@ -187,7 +187,7 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
         if pdb and kind != "debug":
             raise UserError("--pdb debugs jobs in this process: add --executor debug")
         try:
-            with display.live():
+            with display.live(enabled=not pdb):  # the debugger needs the terminal to itself
                 result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event, pdb=pdb)
         except KeyboardInterrupt:  # the workers are stopped and marked interrupted: make the store agree
             ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))

@@ -165,9 +165,9 @@ class RunDisplay:
         return Group(head, *([running_table(views)] if views else []), *more)
 
     @contextmanager
-    def live(self):
+    def live(self, enabled: bool = True):
         """Draw in place while the block runs (a terminal only; elsewhere nothing is drawn)."""
-        if not self.console.is_terminal:
+        if not (enabled and self.console.is_terminal):
             yield self
             return
         with Live(self, console=self.console, refresh_per_second=2, transient=True, redirect_stdout=False,
