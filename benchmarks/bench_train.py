@@ -99,7 +99,7 @@ def build_workspace(root: Path, threads: int) -> dict[str, JobDir]:
 
 
 def align_context(job: JobDir) -> JobContext:
-    return JobContext(job, job.job())
+    return JobContext(job, job.job_json())
 
 
 # -- contestants: each has .name, .step() -> loss, .setup_s ---------------------------------------------

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from specc.compiler.schema import SyntheticTask as TaskSchema
 from specc.runtime.loop import batch_indices, step_generator
-from specc.runtime.preference import PreferenceModel
+from specc.runtime.preference_models import PreferenceModel
 from specc.runtime.tasks.synthetic import SyntheticTask
 
 

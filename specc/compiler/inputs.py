@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+from specc.contracts import local_path, looks_like_path
 from specc.errors import Location, SpecError, SpecErrors
 
 CACHE_ENV = "SPECC_CACHE_DIR"  # default: $XDG_CACHE_HOME/specc or ~/.cache/specc
@@ -28,10 +29,10 @@ def input_digests(name: str, config: dict, source) -> dict:
     """{field: sha256} for every local file or folder the stage's resolved config names."""
     digests = {}
     for field, value, must_exist in _local_inputs(config):
-        path = Path(value).expanduser()
-        if path.is_dir():
+        path = local_path(value)
+        if path is not None and path.is_dir():
             digests[field] = _DIGESTS.folder(path)
-        elif path.is_file() and must_exist:
+        elif path is not None and path.is_file() and must_exist:
             digests[field] = _DIGESTS.file(path)
         elif must_exist or looks_like_path(value):
             where = ("stages", name, *field.split("."))
@@ -55,11 +56,6 @@ def _local_inputs(config: dict):
     model = config.get("model")
     if isinstance(model, dict) and model.get("family") == "hub" and model.get("name"):
         yield "model.name", model["name"], False
-
-
-def looks_like_path(name: str) -> bool:
-    """Hub ids are `owner/name`; these are meant as paths (the runtime reads names the same way)."""
-    return name.startswith(("/", "./", "../", "~"))
 
 
 class _DigestCache:

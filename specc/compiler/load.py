@@ -25,15 +25,6 @@ DEFAULTED_BLOCKS = ("model", "train", "loss")
 CLI = "<command line>"
 
 
-def load_spec(path: str | Path, *, profile: str | None = None, overrides: list[str] = ()) -> tuple[Spec, Source]:
-    """Read, layer and validate a spec file. Raises SpecErrors listing every problem."""
-    source = load_source(path, profile=profile, overrides=overrides)
-    spec, _, errors = validate_partially(source)
-    if errors:
-        raise SpecErrors(errors)
-    return spec, source
-
-
 def load_source(path: str | Path, *, profile: str | None = None, overrides: list[str] = ()) -> Source:
     """Read and layer a spec file, unvalidated. Raises SpecErrors if a layer cannot be read."""
     source = _load_with_bases(Path(path), seen=())
@@ -43,13 +34,6 @@ def load_source(path: str | Path, *, profile: str | None = None, overrides: list
         source = _apply_override(source, item)
     _merge_defaults(source)
     return source
-
-
-def validate(source: Source) -> Spec:
-    spec, _, errors = validate_partially(source)
-    if errors:
-        raise SpecErrors(errors)
-    return spec
 
 
 def validate_partially(source: Source) -> tuple[Spec | None, dict[str, Any], list[SpecError]]:

@@ -21,17 +21,9 @@ from specc.compiler.load import declared_stages, load_source, validate_partially
 from specc.compiler.points import stage_points
 from specc.compiler.schema import RANKED_KINDS, ExecutorSettings, Spec
 from specc.compiler.source import Source
+from specc.contracts import RUNTIME_VERSION
 from specc.errors import Location, SpecError, SpecErrors, did_you_mean
 
-# Bump when a change to the runtime changes what an existing job config computes.
-# 2: each prompt computed once for its two responses, GPT-2's tanh GELU as one kernel in tiny
-#    models, both online samples in one decode, fused AdamW, tokens drawn by inverting the CDF.
-# 3: evaluations record per-item outcomes (win and oracle reward per prompt, verdict per pair).
-# 4: padded (real) data: batches trimmed to their longest real prompt and response, logits
-#    only at the response positions, sampling and judging in fixed chunks of rows (uniforms
-#    drawn up front), sampling in eval mode; bf16 specs train float32 masters. The synthetic
-#    task's results are unchanged (same metrics, new ids).
-RUNTIME_VERSION = 4
 NOT_HASHED = ("description", "sweep")
 # train settings that are part of a job's identity only when set (jobs planned before they
 # existed keep their ids), and one that never is (it changes what is kept, not what is computed)
@@ -103,10 +95,6 @@ def profile_errors(plan: Plan, *, overrides: list[str] = (), max_jobs: int | Non
         except SpecErrors as exc:
             errors += [SpecError(e.location, e.field, f"with --profile {name}: {e.message}") for e in exc.errors]
     return errors
-
-
-def expand(spec: Spec, source: Source, *, max_jobs: int | None = None) -> Plan:
-    return _expand(spec, dict(spec.stages), spec.stages, source, max_jobs, [])
 
 
 @dataclass(frozen=True)
@@ -254,4 +242,4 @@ def _drop_path(config: dict, role: str) -> dict:
     return out
 
 
-__all__ = ["Job", "Plan", "compile_spec", "expand", "job_hash", "get_path"]
+__all__ = ["Job", "Plan", "compile_spec", "job_hash", "get_path"]

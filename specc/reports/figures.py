@@ -223,12 +223,11 @@ ACCURACY = f"""{WITH_EVALS},
           "WHERE r.kind = 'align' AND m.name = 'online/judge_accuracy_golden'")},
 long AS (
     UNPIVOT (SELECT stage, method, sweep_label, task, job_id, step, classifier_accuracy, self_classifier_accuracy,
-                    online_classifier_accuracy, proxy_accuracy_on_policy FROM spec_evals)
-    ON classifier_accuracy, self_classifier_accuracy, online_classifier_accuracy, proxy_accuracy_on_policy
+                    proxy_accuracy_on_policy FROM spec_evals)
+    ON classifier_accuracy, self_classifier_accuracy, proxy_accuracy_on_policy
     INTO NAME metric VALUE value)
 SELECT stage, method, sweep_label, task, job_id, step, value, 1 AS steps,
-       CASE metric WHEN 'classifier_accuracy' THEN 'D_golden' WHEN 'online_classifier_accuracy' THEN 'online stream'
-            ELSE 'policy''s own samples' END AS pairs,
+       CASE metric WHEN 'classifier_accuracy' THEN 'D_golden' ELSE 'policy''s own samples' END AS pairs,
        CASE WHEN metric LIKE 'proxy%' THEN 'proxy judge' ELSE 'policy' END AS classifier
 FROM long WHERE value IS NOT NULL
   AND NOT (metric = 'proxy_accuracy_on_policy' AND method = '{GOLDEN_ONLINE}')  -- its judge is the golden one

@@ -60,7 +60,7 @@ def shuffle_levels(data, claim) -> list[Finding]:
 
 def proxy_beats_policy(data, claim) -> list[Finding]:
     checkpoints = data.rows(f"""{WITH_EVALS}
-        SELECT replicate, job_id, step, coalesce(online_classifier_accuracy, self_classifier_accuracy),
+        SELECT replicate, job_id, step, self_classifier_accuracy,
                proxy_accuracy_on_policy, least(kl_prompts, win_prompts)
         FROM spec_evals WHERE method = 'online' AND step > 0 ORDER BY job_id, step""")
     per_run: dict = defaultdict(list)  # (replicate, job) -> [(proxy - policy, its binomial se, proxy, policy)]

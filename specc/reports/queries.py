@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from specc.contracts import METHODS as SAMPLER_METHODS
+
 GOLDEN_ONLINE = "online (golden judge)"
-METHODS = ("online", "offline", "tandem", "tandem-shuffled", GOLDEN_ONLINE)  # align methods, in legend order
+METHODS = (*SAMPLER_METHODS, GOLDEN_ONLINE)  # align methods, in legend order
 
 # A run's swept values as a short label: {"offline.loss.beta": 0.1} -> offline.loss.beta: 0.1
 SWEEP_LABEL = "coalesce(nullif(regexp_replace(CAST(r.sweep AS VARCHAR), '[{}\"]', '', 'g'), ''), '-')"
@@ -57,8 +59,7 @@ spec_runs AS MATERIALIZED (
 # Evaluations of the spec's policies, one row per checkpoint (pivoted here rather than through
 # the store's `evals` view so that only this spec's rows are read, and with the extra metrics).
 EVAL_COLUMNS = ("kl", "win_rate", "win_rate_lo", "win_rate_hi", "classifier_accuracy", "self_classifier_accuracy",
-                "online_classifier_accuracy", "proxy_accuracy_on_policy", "logp_chosen", "logp_rejected",
-                "oracle_reward")
+                "proxy_accuracy_on_policy", "logp_chosen", "logp_rejected", "oracle_reward")
 SPEC_EVALS = """
 spec_evals AS MATERIALIZED (
     SELECT r.*, e.* EXCLUDE (job_id)

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from specc.contracts import EXAMPLES_FILE, PAIRS_FILE, TASK_FILE, prompts_file
 from specc.runtime.jobdir import JobDir, atomic_write_json, atomic_write_parquet
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -51,19 +52,27 @@ def read_tokens(path: Path) -> dict[str, np.ndarray]:
 
 
 def write_task_info(job: JobDir, info: dict) -> None:
-    atomic_write_json(job.artifacts / "task.json", info)
+    atomic_write_json(job.artifacts / TASK_FILE, info)
 
 
 def task_info(job: JobDir) -> dict:
-    return json.loads((job.artifacts / "task.json").read_text())
+    return json.loads((job.artifacts / TASK_FILE).read_text())
 
 
 def pairs_path(job: JobDir) -> Path:
-    return job.artifacts / "pairs.parquet"
+    return job.artifacts / PAIRS_FILE
 
 
 def prompts_path(job: JobDir, split: str) -> Path:
-    return job.artifacts / f"prompts_{split}.parquet"
+    return job.artifacts / prompts_file(split)
+
+
+EXAMPLES_SHOWN = 5  # pairs a dataset job keeps as text for the report
+
+
+def write_examples(job: JobDir, examples: list[dict]) -> None:
+    """A few pairs as text, for the report (which escapes them)."""
+    atomic_write_json(job.artifacts / EXAMPLES_FILE, {"examples": examples})
 
 
 def read_pairs(job: JobDir) -> dict[str, np.ndarray]:

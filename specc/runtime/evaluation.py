@@ -15,6 +15,7 @@ import contextlib
 import numpy as np
 import torch
 
+from specc.contracts import outcome_metric
 from specc.runtime.artifacts import read_pairs, read_prompt_set, task_info
 from specc.runtime.batch import Responder, pair_logps
 from specc.runtime.context import JobContext
@@ -179,13 +180,10 @@ def visiting(models: list, device: torch.device):
             model.cpu()
 
 
-OUTCOME_PREFIX = "outcome/"
-
-
 def per_item(name: str, values) -> dict[str, float]:
     """One metric per evaluated item (prompt or pair), `outcome/<name>/<index>`, for paired comparisons."""
     values = values.tolist() if hasattr(values, "tolist") else list(values)
-    return {f"{OUTCOME_PREFIX}{name}/{i:05d}": float(v) for i, v in enumerate(values)}
+    return {outcome_metric(name, i): float(v) for i, v in enumerate(values)}
 
 
 def _same(a, b) -> bool:

@@ -7,6 +7,7 @@ traceback in status.json and the log, and re-raises so the executor sees it.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import sys
 import threading
@@ -22,24 +23,23 @@ from specc.runtime.jobdir import JobBusy, JobDir
 from specc.runtime.loop import Interrupted, release_checkpoint
 
 
+# stage kind -> "module:function" running it; imported on use, so a job loads only its own stage
+STAGE_RUNNERS = {
+    "dataset": "specc.runtime.stages.dataset:run_dataset",
+    "oracle": "specc.runtime.stages.label:run_oracle",
+    "label": "specc.runtime.stages.label:run_label",
+    "sft": "specc.runtime.stages.sft:run_sft",
+    "align": "specc.runtime.stages.align:run_align",
+    "preference_model": "specc.runtime.stages.preference_model:run_preference_model",
+    "pairs": "specc.runtime.stages.pairs:run_pairs",
+}
+
+
 def _stage_runner(kind: str):
-    if kind == "dataset":
-        from specc.runtime.stages.data import run_dataset as run
-    elif kind == "oracle":
-        from specc.runtime.stages.data import run_oracle as run
-    elif kind == "label":
-        from specc.runtime.stages.data import run_label as run
-    elif kind == "sft":
-        from specc.runtime.stages.sft import run_sft as run
-    elif kind == "align":
-        from specc.runtime.stages.align import run_align as run
-    elif kind == "preference_model":
-        from specc.runtime.stages.preference import run_preference_model as run
-    elif kind == "pairs":
-        from specc.runtime.stages.pairs import run_pairs as run
-    else:
+    if kind not in STAGE_RUNNERS:
         raise ValueError(f"unknown stage kind {kind!r}")
-    return run
+    module, function = STAGE_RUNNERS[kind].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
@@ -96,8 +96,8 @@ def _run_ranked(job: JobDir, stop_after: int | None) -> str:
 
 
 def _run_owned(job: JobDir, stop_after: int | None) -> str:
-    spec = job.job()
-    threads = spec["config"].get("train", {}).get("threads", 1)
+    job_json = job.job_json()
+    threads = job_json["config"].get("train", {}).get("threads", 1)
     torch.set_num_threads(threads)  # 1 vs 2 threads is not bit-identical: fixed and recorded
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -107,7 +107,7 @@ def _run_owned(job: JobDir, stop_after: int | None) -> str:
         raise
     job.mark_running(threads, device.type, precision(device))
     try:
-        summary = _stage_runner(spec["kind"])(JobContext(job, spec, stop_after, device)) or {}
+        summary = _stage_runner(job_json["kind"])(JobContext(job, job_json, stop_after, device)) or {}
     except (Interrupted, SystemExit, KeyboardInterrupt):
         # pre-empted (submitit exits after requeueing on USR2) or stopped: resumable, not failed
         job.mark_interrupted()
@@ -122,7 +122,7 @@ def _run_owned(job: JobDir, stop_after: int | None) -> str:
         raise
     job.mark_done(summary)
     if distributed.is_main():  # the job's owner tidies up
-        job.update_status(kept_bytes=release_checkpoint(job, spec["config"].get("train")))
+        job.update_status(kept_bytes=release_checkpoint(job, job_json["config"].get("train")))
     return job.id
 
 

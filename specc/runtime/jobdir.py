@@ -128,7 +128,8 @@ class JobDir:
         except JobBusy:
             return True
 
-    def job(self) -> dict:
+    def job_json(self) -> dict:
+        """job.json: the job's id, stage, kind, resolved config, upstream job ids and sweep values."""
         return json.loads((self.path / "job.json").read_text())
 
     def is_done(self) -> bool:

@@ -38,11 +38,11 @@ def write_oracle(job: JobDir, task_config: dict) -> None:
 
 def load_judge(job: JobDir, device: torch.device | str = "cpu"):
     """The judge a job wrote; a trained preference model is placed on `device`."""
-    spec = json.loads((job.artifacts / "judge.json").read_text())
-    if spec["type"] == "oracle":
-        return OracleJudge(SyntheticTask.from_config(spec["task"]))
-    from specc.runtime.preference import load_preference_model
-    return load_preference_model(job, spec, device)
+    meta = json.loads((job.artifacts / "judge.json").read_text())
+    if meta["type"] == "oracle":
+        return OracleJudge(SyntheticTask.from_config(meta["task"]))
+    from specc.runtime.preference_models import load_preference_model
+    return load_preference_model(job, meta, device)
 
 
 def _np(x) -> np.ndarray:

@@ -12,7 +12,7 @@ import os
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from specc.compiler.inputs import looks_like_path
+from specc.contracts import local_path, looks_like_path
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -31,9 +31,9 @@ def resolve_dtype(dtype: str) -> torch.dtype:
 
 def _resolve_source(name_or_path: str, local_files_only: bool | None) -> tuple[str, bool]:
     """Return (what to pass to from_pretrained, local_files_only)."""
-    expanded = os.path.expanduser(name_or_path)
-    if os.path.isdir(expanded):
-        return expanded, True if local_files_only is None else local_files_only
+    path = local_path(name_or_path)
+    if path is not None and path.is_dir():
+        return str(path), True if local_files_only is None else local_files_only
     if looks_like_path(name_or_path):
         raise ValueError(f"{name_or_path}: no such model directory (expected a folder written by "
                          f"save_pretrained, or a hub id like 'openai-community/gpt2')")

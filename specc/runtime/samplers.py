@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from specc.contracts import STREAM_DIR
 from specc.runtime import distributed
 from specc.runtime.artifacts import read_pairs, read_prompt_set, read_tokens, task_info, write_tokens
 from specc.runtime.batch import Responder, mask, order_pairs, take, to_device
@@ -18,8 +19,6 @@ from specc.runtime.device import autocast
 from specc.runtime.engines import Draw, open_engine
 from specc.runtime.jobdir import JobDir
 from specc.runtime.loop import batch_indices, step_generator
-
-STREAM_DIR = "stream"
 
 
 class OfflineSampler:

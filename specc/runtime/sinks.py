@@ -100,10 +100,10 @@ class TensorBoardSink:
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
         folder = job.path / "tensorboard" / _safe(settings.get("run_name") or job.id)
-        spec = job.job()
+        job_json = job.job_json()
         # a resumed job rewrites the steps after its checkpoint: purge_step hides the first attempt's
         self.writer = SummaryWriter(str(folder), flush_secs=5, purge_step=start_step or None)
-        self.writer.add_text("config", "```\n" + json.dumps(_run_config(spec), indent=1, sort_keys=True) + "\n```", 0)
+        self.writer.add_text("config", "```\n" + json.dumps(_run_config(job_json), indent=1, sort_keys=True) + "\n```", 0)
 
     def log(self, step: int, metrics: dict) -> None:
         # one event holding every metric of the step: one add_scalar per metric cost a tiny
@@ -121,12 +121,12 @@ class WandbSink:
     def __init__(self, job: JobDir, settings: dict, start_step: int):
         import wandb
 
-        spec = job.job()
+        job_json = job.job_json()
         os.environ.setdefault("WANDB_SILENT", "true")
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or settings.get("project") or "specc",
-            name=settings.get("run_name") or job.id, id=job.id, resume="allow", group=spec["stage"],
-            config=_run_config(spec), dir=str(job.path),
+            name=settings.get("run_name") or job.id, id=job.id, resume="allow", group=job_json["stage"],
+            config=_run_config(job_json), dir=str(job.path),
             mode=os.environ.get("WANDB_MODE") or "offline",  # a compute node rarely has network: sync later
             settings=wandb.Settings(console="off", x_disable_stats=True))
 
@@ -137,9 +137,10 @@ class WandbSink:
         self.run.finish()
 
 
-def _run_config(spec: dict) -> dict:
-    return {**spec["config"], "specc": {"job_id": spec["id"], "stage": spec["stage"], "kind": spec["kind"],
-                                        "sweep": spec.get("sweep", {}), "upstream": spec.get("upstream", {})}}
+def _run_config(job_json: dict) -> dict:
+    return {**job_json["config"], "specc": {"job_id": job_json["id"], "stage": job_json["stage"],
+                                            "kind": job_json["kind"], "sweep": job_json.get("sweep", {}),
+                                            "upstream": job_json.get("upstream", {})}}
 
 
 def _safe(name: str) -> str:

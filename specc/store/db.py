@@ -191,16 +191,16 @@ class _Batch:
         self.damaged.append(job.job_id)
         self.gone += [path for path in seen if path.startswith(job.rel + "/")]
         try:
-            spec = read_json(job.path / "job.json")
+            job_json = read_json(job.path / "job.json")
             status = read_json(job.path / "status.json") if job.stamps["status.json"] else {}
-            self.job_rows.append(job_row(job, spec, status))
+            self.job_rows.append(job_row(job, job_json, status))
         except UnreadableFile as exc:
             warn(f"skipping {exc}")
             self.skipped += 1
 
     def _read_job_files(self, job, seen: dict, warn) -> bool:
         try:
-            spec = read_json(job.path / "job.json")
+            job_json = read_json(job.path / "job.json")
         except UnreadableFile as exc:
             warn(f"skipping {exc}; the next ingest tries it again")
             self.skipped += 1
@@ -212,7 +212,7 @@ class _Batch:
             self.skipped += 1
             status = None
         try:
-            row = job_row(job, spec, status)
+            row = job_row(job, job_json, status)
         except UnreadableFile as exc:
             warn(f"skipping {exc}")
             self.skipped += 1

@@ -103,14 +103,14 @@ def read_json(path: Path) -> dict:
     return value
 
 
-def job_row(job: JobScan, spec: dict, status: dict | None) -> dict:
+def job_row(job: JobScan, job_json: dict, status: dict | None) -> dict:
     """The jobs table row of one job dir (status None: status.json unreadable); raises UnreadableFile
     when job.json lacks a field."""
-    missing = [key for key in ("id", "kind", "stage", "config") if key not in spec]
+    missing = [key for key in ("id", "kind", "stage", "config") if key not in job_json]
     if missing:
         raise UnreadableFile(f"{job.path / 'job.json'}: missing {', '.join(missing)}")
-    if spec["id"] != job.job_id:
-        raise UnreadableFile(f"{job.path / 'job.json'}: id {spec['id']!r} does not match its dir {job.job_id!r}")
+    if job_json["id"] != job.job_id:
+        raise UnreadableFile(f"{job.path / 'job.json'}: id {job_json['id']!r} does not match its dir {job.job_id!r}")
     known = status or {}
     if job.damage is not None:
         state = "damaged"  # not done: `specc run` reruns it
@@ -120,9 +120,9 @@ def job_row(job: JobScan, spec: dict, status: dict | None) -> dict:
         state = "damaged"  # status.json says done, but DONE is gone: not done, `specc run` finishes it again
     else:
         state = known.get("state") or ("unknown" if status is None else "pending")
-    return {"job_id": job.job_id, "kind": str(spec["kind"]), "stage": str(spec["stage"]),
-            "config": json.dumps(spec["config"]), "upstream": json.dumps(spec.get("upstream", {})),
-            "sweep": json.dumps(spec.get("sweep", {})), "status": str(state),
+    return {"job_id": job.job_id, "kind": str(job_json["kind"]), "stage": str(job_json["stage"]),
+            "config": json.dumps(job_json["config"]), "upstream": json.dumps(job_json.get("upstream", {})),
+            "sweep": json.dumps(job_json.get("sweep", {})), "status": str(state),
             "started": _number(known.get("started")), "finished": _number(known.get("finished")),
             "wall_s": _number(known.get("wall_s")), "host": _text(known.get("host")),
             "threads": _integer(known.get("threads")), "attempt": _integer(known.get("attempt")),

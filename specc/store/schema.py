@@ -8,6 +8,8 @@ file, so a newer specc brings an older file's views up to date.
 
 from __future__ import annotations
 
+from specc.contracts import UNKNOWN_METHOD
+
 SCHEMA_VERSION = 3  # 2: metrics without a primary key (ingestion keeps (job_id, step, name) unique)
 #                    3: spec_jobs holds each spec's own sweep labels and replicate of a job
 
@@ -42,18 +44,26 @@ TABLES: dict[str, tuple[str, str]] = {
 
 _UPSTREAM_REPLAY = """json_extract_string(j.upstream, '$."sampler.replay"')"""
 
+# sampler kind (contracts.SAMPLERS) -> the SQL of its runs' method label; an align run whose
+# sampler has no entry here is labelled UNKNOWN_METHOD, never taken for another method.
+SAMPLER_METHODS: dict[str, str] = {
+    "online": "'online'",
+    "replay": "CASE WHEN CAST(json_extract(j.config, '$.sampler.shuffle') AS DOUBLE) = 0 THEN 'tandem' "
+              "ELSE 'tandem-shuffled' END",
+    "offline": "'offline'",
+}
+_METHOD = ("CASE WHEN j.kind <> 'align' THEN j.kind\n"
+           + "".join(f"            WHEN json_extract_string(j.config, '$.sampler.{kind}') IS NOT NULL THEN {label}\n"
+                     for kind, label in SAMPLER_METHODS.items())
+           + f"            ELSE '{UNKNOWN_METHOD}' END")
+
 # name -> (description, SELECT); order matters: a view may only use the ones above it.
 VIEWS: dict[str, tuple[str, str]] = {
     "runs": ("jobs of each spec with their method (online, offline, tandem, tandem-shuffled or the kind) and "
-             "swept hyperparameters as columns", """
+             "swept hyperparameters as columns", f"""
 SELECT sj.spec_name, sj.stage, j.job_id, j.kind, j.status, coalesce(sj.sweep, j.sweep) AS sweep, j.config,
        j.wall_s, j.threads,
-       CASE WHEN j.kind <> 'align' THEN j.kind
-            WHEN json_extract_string(j.config, '$.sampler.online') IS NOT NULL THEN 'online'
-            WHEN json_extract_string(j.config, '$.sampler.replay') IS NOT NULL THEN
-                 CASE WHEN CAST(json_extract(j.config, '$.sampler.shuffle') AS DOUBLE) = 0 THEN 'tandem'
-                      ELSE 'tandem-shuffled' END
-            ELSE 'offline' END AS method,
+       {_METHOD} AS method,
        json_extract_string(j.config, '$.loss.name') AS loss,
        CAST(json_extract(j.config, '$.loss.beta') AS DOUBLE) AS beta,
        CAST(json_extract(j.config, '$.train.lr') AS DOUBLE) AS lr,

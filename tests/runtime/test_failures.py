@@ -68,7 +68,7 @@ def test_kill_9_mid_training_then_rerun_resumes_without_duplicate_rows(tmp_path)
     while time.time() < deadline:
         for d in jobs.glob("*") if jobs.exists() else []:
             jd = JobDir(d)
-            if (d / "job.json").exists() and jd.job()["stage"] == "online" and (d / "checkpoint" / "state.pt").exists():
+            if (d / "job.json").exists() and jd.job_json()["stage"] == "online" and (d / "checkpoint" / "state.pt").exists():
                 online = jd
         if online is not None and online.status().get("state") == "running":
             break

@@ -16,8 +16,8 @@ from specc.runtime.artifacts import read_pairs, task_info
 from specc.runtime.executor import run_local
 from specc.runtime.jobdir import JobDir
 from specc.runtime.judges import load_judge
-from specc.runtime.preference import PreferenceModel, hub_preference_model, save_preference_model
-from specc.runtime.stages.preference import shown_in_order
+from specc.runtime.preference_models import PreferenceModel, hub_preference_model, save_preference_model
+from specc.runtime.stages.preference_model import shown_in_order
 
 WORDS = "hello world how are you fine thanks a b c d e f g".split()
 SPECIALS = ["<pad>", "<unk>", "<eos>"]

@@ -11,7 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from specc.runtime.models import (ROWS_PER_FORWARD, build_policy, response_logits, response_logprobs, sample,
                                   shared_prompt_logprobs)
-from specc.runtime.preference import PreferenceModel
+from specc.runtime.preference_models import PreferenceModel
 
 VOCAB, PROMPT, RESPONSE = 32, 6, 9
 

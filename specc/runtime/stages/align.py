@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from specc.compiler.plan import RUNTIME_VERSION
+from specc.contracts import RUNTIME_VERSION
 from specc.runtime import distributed
 from specc.runtime.batch import pair_logps, take, to_device
 from specc.runtime.context import JobContext, policy_file
@@ -142,13 +142,13 @@ class ReferenceCache:
     @classmethod
     def for_job(cls, ctx: JobContext, sampler) -> "ReferenceCache | None":
         if isinstance(sampler, OfflineSampler):
-            table = ("offline", ctx.spec["upstream"]["sampler.offline"])
+            table = ("offline", ctx.job_json["upstream"]["sampler.offline"])
         elif isinstance(sampler, ReplaySampler):
-            table = ("stream", ctx.spec["upstream"]["sampler.replay"])
+            table = ("stream", ctx.job_json["upstream"]["sampler.replay"])
         else:
             return None
         train = ctx.config["train"]
-        key = json.dumps({"reference": ctx.spec["upstream"]["init"], "step": ctx.spec.get("upstream_steps", {}).get("init"),
+        key = json.dumps({"reference": ctx.job_json["upstream"]["init"], "step": ctx.job_json.get("upstream_steps", {}).get("init"),
                           "table": table, "normalize": ctx.config["loss"]["normalize"], "threads": train["threads"],
                           "device": ctx.device.type, "precision": precision(ctx.device), "runtime": RUNTIME_VERSION},
                          sort_keys=True)

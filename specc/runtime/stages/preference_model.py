@@ -17,7 +17,7 @@ from specc.runtime.context import JobContext
 from specc.runtime.device import autocast
 from specc.runtime.loop import Learner, batch_indices, make_optimizer, run_loop, step_generator
 from specc.runtime.microbatch import accumulated_update, enable_checkpointing, share, total_loss, trimmed
-from specc.runtime.preference import build_preference_model, load_preference_model, save_preference_model
+from specc.runtime.preference_models import build_preference_model, load_preference_model, save_preference_model
 
 HELD_OUT = 0.1  # share of pairs kept for validation accuracy
 
@@ -90,7 +90,7 @@ def _initialise(model, ctx: JobContext) -> None:
         return
     previous = load_preference_model(init)
     if previous.form != model.form or previous.max_len != model.max_len:
-        raise ValueError(f"init: judge {ctx.spec['upstream']['init']} is {previous.form} over {previous.max_len} "
+        raise ValueError(f"init: judge {ctx.job_json['upstream']['init']} is {previous.form} over {previous.max_len} "
                          f"positions; this one is {model.form} over {model.max_len}: they must match")
     try:
         model.load_state_dict(previous.state_dict())

@@ -8,11 +8,10 @@ columns. A deterministic tenth of the prompts is held out for evaluation.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from specc.runtime.artifacts import pairs_path, prompts_path, write_task_info, write_tokens
+from specc.contracts import local_path
+from specc.runtime.artifacts import EXAMPLES_SHOWN, pairs_path, prompts_path, write_examples, write_task_info, write_tokens
 from specc.runtime.context import JobContext
 
 HELD_OUT = 0.1
@@ -21,8 +20,8 @@ HELD_OUT = 0.1
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    local = Path(name).expanduser().exists()
-    tokenizer = AutoTokenizer.from_pretrained(str(Path(name).expanduser()) if local else name, local_files_only=local)
+    path = local_path(name)
+    tokenizer = AutoTokenizer.from_pretrained(str(path) if path else name, local_files_only=path is not None)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -31,7 +30,6 @@ def load_tokenizer(name: str):
 def build_real_dataset(ctx: JobContext) -> dict:
     from specc.runtime.data.loaders import load_preferences
     from specc.runtime.data.tokenize import encode_preferences
-    from specc.runtime.stages.data import write_examples
 
     config = ctx.config
     records = load_preferences(config["format"], path=config["path"], hub_name=config["hub_name"],
@@ -53,5 +51,6 @@ def build_real_dataset(ctx: JobContext) -> dict:
     write_task_info(ctx.job, {"source": config["source"], "vocab": len(tokenizer), "prompt_len": config["max_prompt_tokens"],
                               "response_len": config["max_response_tokens"], "pad_id": tokenizer.pad_token_id,
                               "eos_id": tokenizer.eos_token_id, "tokenizer": config["tokenizer"]})
-    write_examples(ctx, [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in records[:5]])
+    write_examples(ctx.job, [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
+                             for r in records[:EXAMPLES_SHOWN]])
     return {"pairs": len(records), "dropped": records.dropped}
