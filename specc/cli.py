@@ -149,15 +149,19 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
 
     Locally this returns when every job has ended. On SLURM it returns once the whole DAG is
     submitted (afterok dependencies); --wait follows it to the end."""
+    from specc.contracts import EXECUTORS
     from specc.live import RunDisplay
+    from specc.runtime.executor import make_executor
     from specc.runtime.sinks import write_sink_settings
     from specc.store.db import ingest, record_spec
 
     compiled = _compile(spec, overrides, set_, profile, max_jobs)
     ws = _workspace(compiled, workspace)
     kind = executor or compiled.executor.kind
-    if kind not in ("debug", "local", "slurm"):
-        raise UserError(f"unknown executor '{kind}': expected debug, local or slurm")
+    if kind not in EXECUTORS:
+        raise UserError(f"unknown executor '{kind}': expected {', '.join(EXECUTORS[:-1])} or {EXECUTORS[-1]}")
+    if pdb and kind != "debug":
+        raise UserError("--pdb debugs jobs in this process: add --executor debug")
     record_spec(ws, compiled)
     write_sink_settings(compiled, ws, [job for job in compiled.jobs if not (ws / "jobs" / job.id / "DONE").exists()])
     started = time.time()
@@ -169,30 +173,24 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
         # info may quote an error, whose brackets are not markup
         console.print(f"[{style}]{event:>9}[/{style}] {job.stage:<16} {job.id} {escape(str(info))}")
 
-    if kind == "slurm":
-        from specc.runtime.slurm import submit_plan, wait_plan
-
-        submitted = submit_plan(compiled, ws, on_event=on_event)
-        console.print(f"{len(submitted.submitted)} submitted, {len(submitted.cached)} cached in "
+    runner = make_executor(kind, ws, compiled.executor, on_event=on_event, max_parallel=max_parallel, pdb=pdb)
+    try:
+        with display.live(enabled=not pdb):  # the debugger needs the terminal to itself
+            result = runner.submit(compiled)
+    except KeyboardInterrupt:  # local workers are stopped and marked interrupted: make the store agree
+        ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
+        err_console.print(f"interrupted: running jobs stopped; specc run {spec} resumes them")
+        raise typer.Exit(130) from None
+    if runner.detaches:
+        console.print(f"{len(result.submitted)} submitted, {len(result.cached)} cached in "
                       f"{time.time() - started:.1f}s")
         if not wait:
             console.print(f"follow with: specc status {spec}  (or specc run {spec} --wait)")
             return
+        cached = result.cached
         with display.live():
-            result = wait_plan(compiled, ws, on_event=on_event)
-        result.cached = submitted.cached
-    else:
-        from specc.runtime.executor import run_local
-
-        if pdb and kind != "debug":
-            raise UserError("--pdb debugs jobs in this process: add --executor debug")
-        try:
-            with display.live(enabled=not pdb):  # the debugger needs the terminal to itself
-                result = run_local(compiled, ws, kind=kind, max_parallel=max_parallel, on_event=on_event, pdb=pdb)
-        except KeyboardInterrupt:  # the workers are stopped and marked interrupted: make the store agree
-            ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
-            err_console.print(f"interrupted: running jobs stopped; specc run {spec} resumes them")
-            raise typer.Exit(130) from None
+            result = runner.wait(compiled)
+        result.cached = cached
     ingest(ws, warn=lambda m: err_console.print(f"[yellow]warning[/yellow] {m}"))
     elapsed = time.time() - started
     if not result.done and not result.failed and not result.blocked:
@@ -212,10 +210,10 @@ def run(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile
 def cancel(spec: SpecArg, overrides: Overrides = None, set_: SetOpt = None, profile: ProfileOpt = None,
            workspace: WorkspaceOpt = None):
     """Cancel the spec's submitted and running SLURM jobs."""
-    from specc.runtime.slurm import cancel as cancel_jobs
+    from specc.runtime.executor import make_executor
 
     compiled = _compile(spec, overrides, set_, profile)
-    ids = cancel_jobs(compiled, _workspace(compiled, workspace))
+    ids = make_executor("slurm", _workspace(compiled, workspace), compiled.executor).cancel(compiled)
     console.print(f"cancelled {len(ids)} SLURM jobs" if ids else "nothing to cancel")
 
 

@@ -185,19 +185,9 @@ class StatusView:
         self.dirs = {job.id: JobDir(self.root / job.id) for job in plan.jobs}
 
     def states(self) -> dict[str, str]:
-        from specc.runtime.executor import job_state
-        from specc.runtime.slurm import scheduler_states
+        from specc.runtime.executor import make_executor
 
-        statuses = {job_id: jd.status() for job_id, jd in self.dirs.items()}
-        scheduler = scheduler_states([s.get("slurm_job_id") for i, s in statuses.items()
-                                      if not (self.dirs[i].path / "DONE").exists()])
-        states = {}
-        for job in self.plan.jobs:  # upstream jobs come first in a plan
-            state = job_state(self.dirs[job.id], scheduler)
-            if state == "pending" and any(states.get(u) in ("failed", "blocked") for u in job.upstream.values()):
-                state = "blocked"
-            states[job.id] = state
-        return states
+        return make_executor(self.plan.executor.kind, self.root.parent, self.plan.executor).states(self.plan)
 
     def render(self, states: dict[str, str] | None = None) -> Group:
         states = self.states() if states is None else states
