@@ -21,7 +21,7 @@ from specc.store import schema as store_schema
 from tests.runtime.tiny import Run
 
 SPECC = Path(contracts.__file__).parent
-READERS = sorted((SPECC / "store").glob("*.py")) + sorted((SPECC / "reports").glob("*.py"))
+READERS = sorted((SPECC / "store").glob("*.py")) + sorted((SPECC / "reports").glob("*.py")) + [SPECC / "live.py"]
 METRIC_LITERAL = re.compile(r"""['"]((?:train|online|eval|data)/[a-z_]+)['"]""")
 CONFIG_PATH = re.compile(r"""\$\.([a-z_]+\.[a-z_]+)""")
 

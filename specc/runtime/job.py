@@ -53,7 +53,7 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     if job.is_done():
         return job.id
     if threading.current_thread() is threading.main_thread():
-        # a worker may start with SIGINT ignored (see executor._submit): Ctrl-C stops the job again
+        # a worker may start with SIGINT ignored (see LocalExecutor.start): Ctrl-C stops the job again
         signal.signal(signal.SIGINT, signal.default_int_handler)
     with job.lock():  # JobBusy if another run has it: that run finishes it
         if job.is_done():  # finished by the run that held the lock before
