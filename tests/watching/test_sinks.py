@@ -90,9 +90,9 @@ def test_wandb_writes_an_offline_run_per_job_with_its_config_and_id(sink_run):
         records = list(wandb_records(run_dir / f"run-{jd.id}.wandb"))
         (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
         assert (run.run_id, run.project, run.run_group) == (jd.id, "mini", "offline")
-        assert run.display_name == f"offline,lr={jd.job()['config']['train']['lr']}"
+        assert run.display_name == f"offline,lr={jd.job_json()['config']['train']['lr']}"
         config = {item.key: json.loads(item.value_json) for item in run.config.update}
-        assert config["specc"]["job_id"] == jd.id and config["train"] == jd.job()["config"]["train"]
+        assert config["specc"]["job_id"] == jd.id and config["train"] == jd.job_json()["config"]["train"]
         logged = {}
         for record in records:
             if record.WhichOneof("record_type") == "history":
