@@ -23,7 +23,7 @@ if fail_step >= 0:
                 time.sleep(3600)
             raise RuntimeError("injected failure in this rank")
         return real(*args)
-    for module in ("specc.runtime.stages.align", "specc.runtime.stages.sft", "specc.runtime.stages.preference"):
+    for module in ("specc.runtime.stages.align", "specc.runtime.stages.sft", "specc.runtime.stages.preference_model"):
         __import__(module)
         sys.modules[module].accumulated_update = failing
 sys.exit(job.main([sys.argv[1]]))
