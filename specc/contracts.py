@@ -36,18 +36,21 @@ EXECUTORS = ("debug", "local", "slurm")
 # -- samplers ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SamplerKind:
-    """A source of an align stage's labelled pairs: the key under `sampler:` in a spec, and the
-    method labels the store gives its runs (store.schema.SAMPLER_METHODS spells how)."""
+    """A source of an align stage's labelled pairs: the key under `sampler:` in a spec, the kinds
+    of stage its value may name, and the method labels the store gives its runs
+    (store.schema.SAMPLER_METHODS spells how)."""
 
+    names: tuple[str, ...]
     methods: tuple[str, ...]
     description: str
 
 
 # In legend order: reports draw methods in this order.
 SAMPLERS: dict[str, SamplerKind] = {
-    "online": SamplerKind(("online",), "the policy's own samples, labelled by a judge stage each step"),
-    "offline": SamplerKind(("offline",), "a fixed pair dataset (a label or pairs stage)"),
-    "replay": SamplerKind(("tandem", "tandem-shuffled"),
+    "online": SamplerKind(("oracle", "preference_model"), ("online",),
+                          "the policy's own samples, labelled by a judge stage each step"),
+    "offline": SamplerKind(("dataset", "label", "pairs"), ("offline",), "a fixed pair dataset"),
+    "replay": SamplerKind(("align",), ("tandem", "tandem-shuffled"),
                           "an online align stage's recorded stream, in its order (shuffle 0) or shuffled"),
 }
 METHODS = tuple(method for kind in SAMPLERS.values() for method in kind.methods)

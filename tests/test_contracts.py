@@ -79,9 +79,11 @@ def test_config_keys_read_outside_the_runtime_are_declared_and_present(tiny):
     assert [key for key in contracts.CONFIG_KEYS if not present(key)] == []
 
 
-def test_samplers_are_the_schemas_and_the_stores():
+def test_samplers_are_the_schemas_the_runtimes_and_the_stores():
+    from specc.runtime.samplers import SAMPLER_CLASSES
+
     schema_sources = set(SamplerSettings.model_fields) - {"shuffle", "label"}
-    assert set(contracts.SAMPLERS) == schema_sources
+    assert set(contracts.SAMPLERS) == schema_sources == set(SAMPLER_CLASSES)
     assert set(store_schema.SAMPLER_METHODS) == set(contracts.SAMPLERS)
     assert queries.METHODS[: len(contracts.METHODS)] == contracts.METHODS
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from specc.compiler.source import Source
+from specc.contracts import SAMPLERS
 from specc.errors import SpecError, did_you_mean
 
 POLICY = ("sft", "align")
@@ -26,9 +27,7 @@ REFERENCE_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "preference_model": {"data": PAIR_DATA, "init": POLICY + ("preference_model",)},
     "align": {
         "init": POLICY,
-        "sampler.online": JUDGE,
-        "sampler.offline": PAIR_DATA,
-        "sampler.replay": ("align",),
+        **{f"sampler.{name}": sampler.names for name, sampler in SAMPLERS.items()},
         "evaluate.baseline": POLICY,
         "evaluate.judge": JUDGE,
         "evaluate.pairs": PAIR_DATA,

@@ -6,9 +6,16 @@ All contrastive losses take the log-ratio margin
 
 per example (sequence log-probs, summed or averaged over tokens by the
 caller) and return the batch mean.
+
+A new loss is a function here and a row of LOSSES (plus its name in the schema's
+`loss.name`); one that needs more than (h, beta) reads it from the LossInputs its row gets,
+e.g. the policy's log-probs or a field added to the spec's `loss` block.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +49,26 @@ def bo2_loss(policy_chosen: torch.Tensor) -> torch.Tensor:
     return -policy_chosen.mean()
 
 
-CONTRASTIVE = {"ipo": ipo_loss, "dpo": dpo_loss, "slic": slic_loss}
+@dataclass(frozen=True)
+class LossInputs:
+    """What a loss may use: the step's sequence log-probs, their margin h, and the `loss` block."""
+
+    policy_chosen: torch.Tensor
+    policy_rejected: torch.Tensor
+    ref_chosen: torch.Tensor
+    ref_rejected: torch.Tensor
+    h: torch.Tensor
+    beta: float
+    config: dict
+
+
+# `loss.name` -> the loss of a step's LossInputs
+LOSSES: dict[str, Callable[[LossInputs], torch.Tensor]] = {
+    "ipo": lambda x: ipo_loss(x.h, x.beta),
+    "dpo": lambda x: dpo_loss(x.h, x.beta),
+    "slic": lambda x: slic_loss(x.h, x.beta),
+    "bo2": lambda x: bo2_loss(x.policy_chosen),
+}
 
 
 def sequence_logp(token_logps: torch.Tensor, mask: torch.Tensor | None, normalize: str) -> torch.Tensor:
@@ -54,9 +80,9 @@ def sequence_logp(token_logps: torch.Tensor, mask: torch.Tensor | None, normaliz
     return total if normalize == "sum" else total / mask.sum(-1).clamp(min=1)
 
 
-def preference_loss(name: str, beta: float, policy_chosen, policy_rejected, ref_chosen, ref_rejected):
-    """The loss named in the spec, and the margins (for logging)."""
+def preference_loss(name: str, beta: float, policy_chosen, policy_rejected, ref_chosen, ref_rejected,
+                    config: dict | None = None):
+    """The loss named in the spec, and the margins (for logging); `config` is the spec's `loss` block."""
     h = margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
-    if name == "bo2":
-        return bo2_loss(policy_chosen), h
-    return CONTRASTIVE[name](h, beta), h
+    inputs = LossInputs(policy_chosen, policy_rejected, ref_chosen, ref_rejected, h, beta, config or {})
+    return LOSSES[name](inputs), h

@@ -1,8 +1,12 @@
 """Where an align step's labelled pairs come from: offline, online, or replay of an online stream.
 
-A sampler is called with the step number and returns a batch (a dict of
-token tensors, see runtime.batch) on the job's device, plus metrics. All
-randomness is drawn from generators seeded by (seed, purpose, step).
+A sampler is built from the job's context and the policy being trained, is called with the
+step number and returns a batch (a dict of token tensors, see runtime.batch) on the job's
+device, plus metrics. All randomness is drawn from generators seeded by (seed, purpose, step).
+A sampler that draws rows of a fixed pair table says so in `table` (its name in the reference
+cache's key, and the upstream role holding the table) and has `pairs` and `rows(step)`: the
+align stage then precomputes the reference's log-probs of the table. SAMPLER_CLASSES, at the
+end, maps each `sampler:` key of a spec (contracts.SAMPLERS) to its class.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from specc.runtime.loop import batch_indices, step_generator
 
 
 class OfflineSampler:
-    def __init__(self, ctx: JobContext):
+    table = ("offline", "sampler.offline")
+
+    def __init__(self, ctx: JobContext, policy=None):
         pairs = read_pairs(ctx.upstream("sampler.offline"))
         self.pairs = {k: torch.from_numpy(v) for k, v in pairs.items()}
         self.train, self.device = ctx.config["train"], ctx.device
@@ -43,6 +49,8 @@ class OnlineSampler:
     artifacts/stream/ (flushed with each checkpoint) for tandem replay. A job of several
     ranks samples and labels each rank's share of the prompts, with the draws one process
     would make for them; rank 0 records the whole batch, in one process's order."""
+
+    table = None  # new pairs every step
 
     def __init__(self, ctx: JobContext, policy):
         self.ctx, self.policy = ctx, policy
@@ -139,7 +147,9 @@ def shuffle_order(n: int, level: float, generator: torch.Generator) -> torch.Ten
 class ReplaySampler:
     """Offline training on an online run's recorded stream, in its order or shuffled."""
 
-    def __init__(self, ctx: JobContext):
+    table = ("stream", "sampler.replay")
+
+    def __init__(self, ctx: JobContext, policy=None):
         stream = read_stream(ctx.upstream("sampler.replay"))
         self.train = ctx.config["train"]
         batch = self.train["batch_size"]
@@ -163,4 +173,14 @@ class ReplaySampler:
         return to_device(take(self.pairs, self.rows(step)), self.device), {}
 
 
-__all__ = ["OfflineSampler", "OnlineSampler", "ReplaySampler", "read_stream", "shuffle_order"]
+SAMPLER_CLASSES = {"online": OnlineSampler, "offline": OfflineSampler, "replay": ReplaySampler}
+
+
+def make_sampler(ctx: JobContext, policy):
+    """The sampler the align stage's `sampler` block names (exactly one of its sources is set)."""
+    (kind,) = [kind for kind in SAMPLER_CLASSES if ctx.config["sampler"].get(kind) is not None]
+    return SAMPLER_CLASSES[kind](ctx, policy)
+
+
+__all__ = ["OfflineSampler", "OnlineSampler", "ReplaySampler", "SAMPLER_CLASSES", "make_sampler", "read_stream",
+           "shuffle_order"]

@@ -45,3 +45,12 @@ def test_sequence_logp_sum_vs_mean():
     assert sequence_logp(token_logps, None, "mean").item() == pytest.approx(-2.5)
     assert sequence_logp(token_logps, mask, "sum").item() == pytest.approx(-6.0)
     assert sequence_logp(token_logps, mask, "mean").item() == pytest.approx(-2.0)
+
+
+def test_every_loss_the_schema_names_has_a_function():
+    import typing
+
+    from specc.compiler.schema import LossSettings
+    from specc.runtime.losses import LOSSES
+
+    assert set(LOSSES) == set(typing.get_args(LossSettings.model_fields["name"].annotation))

@@ -19,7 +19,7 @@ from specc.runtime.losses import preference_loss
 from specc.runtime.loop import Learner, make_optimizer, run_loop
 from specc.runtime.microbatch import accumulated_update, enable_checkpointing, share, total_loss, trimmed
 from specc.runtime.models import master_weights, weights_dtype
-from specc.runtime.samplers import OfflineSampler, OnlineSampler, ReplaySampler
+from specc.runtime.samplers import make_sampler
 
 PRECOMPUTE_BATCH = 256  # pairs per reference forward when precomputing (512 sequences)
 # Precompute when a run visits at least a quarter of the table: up front, a pair costs about
@@ -47,7 +47,7 @@ def build_align(ctx: JobContext) -> Learner:
         enable_checkpointing(policy)
     policy = distributed.shard(policy, device)
     optimizer, scheduler = make_optimizer(policy, train)
-    sampler = _make_sampler(ctx, policy)
+    sampler = make_sampler(ctx, policy)
     loss_cfg = config["loss"]
     reference_logps = ReferenceLogps(reference, loss_cfg["normalize"], sampler, train, device,
                                      ReferenceCache.for_job(ctx, sampler))
@@ -61,7 +61,7 @@ def build_align(ctx: JobContext) -> Learner:
         def loss_of(part: slice):
             pol_chosen, pol_rejected = pair_logps(policy, trimmed(take(batch, part)), loss_cfg["normalize"], device)
             loss, h = preference_loss(loss_cfg["name"], loss_cfg["beta"], pol_chosen, pol_rejected,
-                                      ref_chosen[part], ref_rejected[part])
+                                      ref_chosen[part], ref_rejected[part], loss_cfg)
             return loss * share(part, rows), (h.detach(), pol_chosen.detach(), pol_rejected.detach())
 
         kept = accumulated_update(policy, optimizer, scheduler, train, rows, loss_of)
@@ -97,7 +97,7 @@ class ReferenceLogps:
                  cache: "ReferenceCache | None" = None):
         self.reference, self.normalize, self.device = reference, normalize, device
         self.table = None
-        if isinstance(sampler, (OfflineSampler, ReplaySampler)):
+        if sampler.table is not None:  # rows of a fixed pair table
             self.pairs, self.rows = sampler.pairs, sampler.rows
             visited = train["steps"] * train["batch_size"]
             cached = cache.load() if cache else None
@@ -141,12 +141,10 @@ class ReferenceCache:
 
     @classmethod
     def for_job(cls, ctx: JobContext, sampler) -> "ReferenceCache | None":
-        if isinstance(sampler, OfflineSampler):
-            table = ("offline", ctx.job_json["upstream"]["sampler.offline"])
-        elif isinstance(sampler, ReplaySampler):
-            table = ("stream", ctx.job_json["upstream"]["sampler.replay"])
-        else:
+        if sampler.table is None:
             return None
+        name, role = sampler.table
+        table = (name, ctx.job_json["upstream"][role])
         train = ctx.config["train"]
         key = json.dumps({"reference": ctx.job_json["upstream"]["init"], "step": ctx.job_json.get("upstream_steps", {}).get("init"),
                           "table": table, "normalize": ctx.config["loss"]["normalize"], "threads": train["threads"],
@@ -170,11 +168,3 @@ class ReferenceCache:
         torch.save({"chosen": table[0], "rejected": table[1]}, tmp)
         os.replace(tmp, self.path)
 
-
-def _make_sampler(ctx: JobContext, policy):
-    sampler = ctx.config["sampler"]
-    if sampler["online"] is not None:
-        return OnlineSampler(ctx, policy)
-    if sampler["replay"] is not None:
-        return ReplaySampler(ctx)
-    return OfflineSampler(ctx)
