@@ -1,179 +1,33 @@
 #!/usr/bin/env python
-"""Write docs/reference.md: every block, field, type, default and description of the spec language.
+"""Write docs/reference.md (every block, field, type, default and description of the spec language)
+and docs/spec.schema.json (what `specc schema` prints, for editor completion).
 
 Sources, all read from the installed code (nothing hand-written here can drift):
-- the JSON Schema that `specc schema` prints (types, constraints, defaults, class docstrings);
-- the comments beside and above each field in specc/compiler/schema.py (descriptions);
+- the JSON Schema that `specc schema` prints (types, constraints, defaults, class docstrings, and
+  each field's description, written beside it in specc/compiler/schema.py);
 - the `raise ValueError(...)` messages of each block's model validators (rules across fields);
 - compiler.graph.REFERENCE_FIELDS (which fields name other stages), SWEEP_ALIASES, load.py's layering.
 
 The output depends only on that code: no dates, versions or paths, and a fixed order.
 
-    python scripts/gen_reference.py            # rewrite docs/reference.md
-    python scripts/gen_reference.py --check    # exit 1 if docs/reference.md is stale
+    python scripts/gen_reference.py            # rewrite docs/reference.md and docs/spec.schema.json
+    python scripts/gen_reference.py --check    # exit 1 if either is stale
 """
 
 from __future__ import annotations
 
 import ast
-import io
 import json
 import sys
-import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "reference.md"
+SCHEMA_OUTPUT = ROOT / "docs" / "spec.schema.json"
 INT64_MAX = 2**63 - 1
 STAGE_ORDER = ("dataset", "oracle", "label", "sft", "preference_model", "align", "pairs")
 
-# Descriptions for fields that schema.py leaves without a comment or Field(description=...), keyed
-# by the class that declares the field. Used only where the source says nothing; a key that no
-# longer names a field is an error (tests/specs/test_reference.py), so this table cannot go stale
-# silently. Better still: move these into schema.py as Field(description=...).
-FALLBACK: dict[tuple[str, str], str] = {
-    ("Spec", "name"): "names the spec's report (`reports/<name>.html`) and its rows in the store (`spec_name`)",
-    ("Spec", "description"): "free text",
-    ("Spec", "defaults"): "model / train / loss keys merged under every stage that has the block",
-    ("Spec", "evaluate"): "the evaluation protocol, merged under every align stage's own `evaluate`",
-    ("Spec", "stages"): "the named stages; references between them make the DAG",
-    ("Spec", "executor"): "where and how jobs run",
-    ("Spec", "report"): "what the HTML report draws",
-    ("Spec", "max_jobs"): "compiling past this many jobs is an error (a guard against runaway sweeps); "
-                          "`--max-jobs` raises it",
-    ("StageBase", "description"): "free text; not part of the job's identity",
-    ("StageBase", "sweep"): "one job per point; every stage downstream fans out with it",
-    ("DatasetStage", "kind"): "a dataset: D_initial, the prompts and pairs everything downstream uses",
-    ("DatasetStage", "source"): "`synthetic`: the embedded task (`task`); `files`: a local file (`path`); "
-                                "`hub`: a hub dataset (`hub_name`)",
-    ("DatasetStage", "task"): "the embedded task (source `synthetic`)",
-    ("DatasetStage", "format"): "record layout of real data: Anthropic HH, OpenAI TL;DR comparisons, "
-                                "Chatbot Arena, or prompt/chosen/rejected columns (`generic`)",
-    ("DatasetStage", "path"): "a local .jsonl, .json, .jsonl.gz, .json.gz or .parquet file (source `files`)",
-    ("DatasetStage", "hub_name"): "a hub dataset, e.g. `Anthropic/hh-rlhf` (source `hub`)",
-    ("DatasetStage", "subset"): "the hub dataset's configuration, e.g. `comparisons`",
-    ("DatasetStage", "split"): "split to read; a fixed tenth of its prompts is held out for evaluation",
-    ("DatasetStage", "limit"): "read at most this many usable records",
-    ("DatasetStage", "max_prompt_tokens"): "prompts are cut or padded to this many tokens",
-    ("DatasetStage", "max_response_tokens"): "responses are cut or padded to this many tokens",
-    ("OracleStage", "kind"): "the synthetic task's hidden reward as a judge",
-    ("OracleStage", "data"): "the synthetic dataset stage whose hidden reward it exposes",
-    ("LabelStage", "kind"): "relabel pairs with a judge",
-    ("LabelStage", "data"): "the pairs to relabel, e.g. D_initial",
-    ("LabelStage", "judge"): "the judge that decides each pair",
-    ("LabelStage", "mode"): "`argmax`: the judge's preferred side wins; `sample`: the winner is drawn "
-                            "from the judge's probability",
-    ("SftStage", "kind"): "supervised fine-tuning",
-    ("SftStage", "data"): "pair dataset stage(s); both responses of every pair are targets",
-    ("SftStage", "model"): "the network to train",
-    ("SftStage", "train"): "optimisation settings",
-    ("PreferenceModelStage", "kind"): "a learned judge",
-    ("PreferenceModelStage", "data"): "labelled pairs: D_golden for a proxy, D_initial for a golden judge",
-    ("PreferenceModelStage", "form"): "`pairwise`: scores (x, y1, y2), order randomised in training and "
-                                      "symmetrised at inference (App. A); `pointwise`: a Bradley-Terry reward model",
-    ("PreferenceModelStage", "model"): "the network to train",
-    ("PreferenceModelStage", "train"): "optimisation settings",
-    ("AlignStage", "kind"): "policy optimisation",
-    ("AlignStage", "init"): "the policy to start from (`stage` or `stage@step`); frozen, it is also the "
-                            "reference of the loss and of the KL",
-    ("AlignStage", "sampler"): "where labelled pairs come from",
-    ("AlignStage", "loss"): "the preference loss",
-    ("AlignStage", "train"): "optimisation settings",
-    ("AlignStage", "evaluate"): "this stage's evaluation; the top-level `evaluate` is merged under it",
-    ("PairsStage", "kind"): "D_{a vs b}: a new pair dataset sampled from two policies",
-    ("PairsStage", "a"): "policy drawing the first response (`stage` or `stage@step`)",
-    ("PairsStage", "b"): "policy drawing the second response (`stage` or `stage@step`)",
-    ("PairsStage", "judge"): "the judge that labels each pair",
-    ("PairsStage", "prompts"): "dataset stage to draw prompts from; inferred when unique",
-    ("PairsStage", "count"): "pairs to make, one per train prompt (at most the number of train prompts)",
-    ("PairsStage", "seed"): "seed of the prompt draw and of both samples",
-    ("SyntheticTask", "vocab"): "vocabulary size",
-    ("SyntheticTask", "prompt_len"): "prompt tokens",
-    ("SyntheticTask", "response_len"): "response tokens",
-    ("SyntheticTask", "train_prompts"): "prompts (one pair each) in D_initial",
-    ("SyntheticTask", "eval_prompts"): "held-out prompts for evaluation",
-    ("SyntheticTask", "seed"): "seed of the task: its hidden reward and D_initial",
-    ("ModelSettings", "family"): "`tiny`: GPT-2-style, built from config; `hub`: a causal LM by hub name or local path",
-    ("ModelSettings", "dtype"): "parameter dtype",
-    ("TrainSettings", "steps"): "optimiser steps",
-    ("TrainSettings", "batch_size"): "examples (pairs, or sequences for SFT) per step",
-    ("TrainSettings", "lr"): "peak learning rate (Adam)",
-    ("TrainSettings", "weight_decay"): "decoupled weight decay",
-    ("TrainSettings", "grad_clip"): "maximum global gradient norm; null: no clipping",
-    ("TrainSettings", "seed"): "seed of everything random in training (sampling, batches)",
-    ("LossSettings", "name"): "`ipo`, `dpo`, `slic` (contrastive, on h) or `bo2` (-log pi(y_w|x), SFT on winners)",
-    ("LossSettings", "beta"): "regularisation strength: IPO's target margin is 1/(2 beta); DPO and SLiC "
-                              "scale h by beta; bo2 ignores it",
-    ("Defaults", "model"): "merged under every sft and preference_model stage's `model`",
-    ("Defaults", "train"): "merged under every sft, preference_model and align stage's `train`",
-    ("Defaults", "loss"): "merged under every align stage's `loss`",
-    ("Sweep", "grid"): "axes (dotted path or alias -> values); axes cross",
-    ("Sweep", "zip"): "groups of equal-length lists, paired element-wise; groups cross with the grid",
-    ("ExecutorSettings", "kind"): "`debug`: in-process; `local`: submitit subprocesses; `slurm`: submitit "
-                                  "job arrays on a SLURM cluster",
-    ("ExecutorSettings", "partition"): "slurm: partition",
-    ("ExecutorSettings", "gpus"): "slurm: GPUs per job; more than one runs the job as one rank (SLURM task) per "
-                                  "GPU, sharded with FSDP2 (docs/multi-gpu.md)",
-    ("ExecutorSettings", "nodes"): "slurm: nodes per job; its ranks spread evenly over them",
-    ("ExecutorSettings", "ranks"): "slurm: ranks per job on CPU-only nodes (torch.distributed over gloo); a GPU "
-                                   "job has one rank per GPU",
-    ("ExecutorSettings", "cpus"): "slurm: CPUs per job (per rank, where it has several)",
-    ("ExecutorSettings", "mem_gb"): "slurm: memory per job, GB",
-    ("ExecutorSettings", "time_min"): "slurm: time limit per attempt, minutes (a job that runs out "
-                                      "requeues and resumes from its checkpoint)",
-    ("ExecutorSettings", "account"): "slurm: account to charge",
-    ("ExecutorSettings", "qos"): "slurm: quality of service",
-    ("ExecutorSettings", "array_parallelism"): "slurm: array tasks running at once",
-    ("ReportSettings", "custom"): "extra figures: name -> a SQL query and a chart",
-    ("CustomFigure", "title"): "figure title",
-    ("CustomFigure", "sql"): "read-only SQL over the store (see docs/store.md)",
-    ("CustomFigure", "mark"): "chart type",
-    ("CustomFigure", "x"): "column on the x axis",
-    ("CustomFigure", "y"): "column on the y axis",
-    ("CustomFigure", "color"): "column that colours the marks",
-}
-
-
 # -- what the source says about each field ------------------------------------------------------
-
-
-def field_comments(source: str) -> dict[tuple[str, str], str]:
-    """(class name, field name) -> the comment beside the field, or the comment block above it.
-
-    A comment block above a field also describes the fields right after it that have no comment of
-    their own (up to a blank line): `# cover only: a, b and c` over three fields."""
-    comments: dict[int, str] = {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = tok.string.lstrip("#").strip()
-    lines = source.splitlines()
-    out: dict[tuple[str, str], str] = {}
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.ClassDef):
-            continue
-        inherited = None
-        previous_end = None
-        for item in node.body:
-            if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
-                inherited, previous_end = None, None
-                continue
-            own = " ".join(comments[n] for n in range(item.lineno, item.end_lineno + 1)
-                           if n in comments and not lines[n - 1].lstrip().startswith("#"))
-            above, n = [], item.lineno - 1
-            while n >= 1 and lines[n - 1].lstrip().startswith("#"):
-                above.insert(0, comments.get(n, ""))
-                n -= 1
-            if above:
-                inherited = " ".join(above)
-            elif previous_end is None or item.lineno != previous_end + 1:
-                inherited = None
-            text = own or inherited
-            if text:
-                out[node.name, item.target.id] = text
-            if own:
-                inherited = None if not above else inherited
-            previous_end = item.end_lineno
-    return out
 
 
 def validator_rules(source: str) -> dict[str, list[str]]:
@@ -195,11 +49,22 @@ def validator_rules(source: str) -> dict[str, list[str]]:
 
 
 def _literal(node) -> str:
+    """A message as written; an f-string's fields that name module-level constants are filled in
+    (`{' / '.join(SAMPLERS)}`), the others shown as {...}."""
     if isinstance(node, ast.Constant):
         return str(node.value)
     if isinstance(node, ast.JoinedStr):
-        return "".join(str(v.value) if isinstance(v, ast.Constant) else "{...}" for v in node.values)
+        return "".join(str(v.value) if isinstance(v, ast.Constant) else _field(v) for v in node.values)
     return ast.unparse(node)
+
+
+def _field(node: ast.FormattedValue) -> str:
+    from specc.compiler import schema as schema_module
+
+    try:
+        return str(eval(compile(ast.Expression(node.value), "<message>", "eval"), vars(schema_module)))
+    except Exception:  # a value known only at validation time
+        return "{...}"
 
 
 # -- rendering JSON Schema -----------------------------------------------------------------------
@@ -292,31 +157,25 @@ def declaring_classes(name: str) -> list[str]:
     return [c.__name__ for c in cls.__mro__] if isinstance(cls, type) else [name]
 
 
-def describe(cls: str, field: str, prop: dict, comments: dict) -> str:
-    """Field(description=...) and the source comment; the fallback table where both are missing."""
-    classes = declaring_classes(cls)
-    comment = next((comments[c, field] for c in classes if (c, field) in comments), "")
-    text = " ".join(t for t in (prop.get("description") or "", comment) if t)
-    return text or next((FALLBACK[c, field] for c in classes if (c, field) in FALLBACK), "")
-
-
-def stale_fallbacks() -> list[tuple[str, str]]:
-    """FALLBACK keys that no longer name a field of that class."""
+def describe(cls: str, field: str, prop: dict) -> str:
+    """The field's Field(description=...); a Default* block answers with its base block's."""
+    if prop.get("description"):
+        return prop["description"]
     from specc.compiler import schema as schema_module
 
-    out = []
-    for cls, field in FALLBACK:
-        model = getattr(schema_module, cls, None)
-        if model is None or field not in getattr(model, "model_fields", {}):
-            out.append((cls, field))
-    return out
+    for name in declaring_classes(cls):
+        model = getattr(schema_module, name, None)
+        info = getattr(model, "model_fields", {}).get(field)
+        if info is not None and info.description:
+            return info.description
+    return ""
 
 
-def field_table(model: dict, cls: str, comments: dict) -> list[str]:
+def field_table(model: dict, cls: str) -> list[str]:
     required = set(model.get("required", []))
     rows = ["| field | type | default | description |", "|---|---|---|---|"]
     for name, prop in model.get("properties", {}).items():
-        text = describe(cls, name, prop, comments)
+        text = describe(cls, name, prop)
         rows.append(f"| `{name}` | {type_of(prop)} | {default_of(name, prop, required)} | {cell(text)} |")
     return rows
 
@@ -399,7 +258,6 @@ def render() -> str:
     schema = Spec.model_json_schema()  # exactly what `specc schema` prints
     defs = schema["$defs"]
     source = Path(schema_module.__file__).read_text(encoding="utf-8")
-    comments = field_comments(source)
     rules = validator_rules(source)
     used = usage_paths(schema)
     order = block_order(schema)
@@ -414,9 +272,9 @@ def render() -> str:
         "",
         "Every block of the spec language, its fields, their types, defaults and meaning. Generated from",
         "the JSON Schema that `specc schema` prints (the same file editors use for completion:",
-        "`# yaml-language-server: $schema=../docs/spec.schema.json`) and the comments in",
-        "`specc/compiler/schema.py`. Every block rejects keys it does not define. For a guided tour see",
-        "[the tutorial](tutorial.md).",
+        "`# yaml-language-server: $schema=../docs/spec.schema.json`), whose descriptions are written",
+        "beside each field in `specc/compiler/schema.py`. Every block rejects keys it does not define.",
+        "For a guided tour see [the tutorial](tutorial.md).",
         "",
         "Contents: [top level](#spec) · stages: "
         + ", ".join(link(n) for n in order if n.endswith("Stage"))
@@ -428,7 +286,7 @@ def render() -> str:
         "",
         "The top level of a spec file.",
         "",
-        *field_table(schema, "Spec", comments),
+        *field_table(schema, "Spec"),
         "",
     ]
     for name in order:
@@ -440,7 +298,7 @@ def render() -> str:
             out += [" ".join(model["description"].split()), ""]
         if used.get(name):
             out += ["Appears at: " + ", ".join(f"`{p}`" for p in used[name]), ""]
-        out += field_table(model, name, comments)
+        out += field_table(model, name)
         if rules.get(name):
             out += ["", "Checked across fields:", ""] + [f"- {r}" for r in rules[name]]
         partials = [p for p, base in partial.items() if base == name]
@@ -475,20 +333,24 @@ def render() -> str:
     return "\n".join(out)
 
 
+def render_schema() -> str:
+    """Exactly what `specc schema -o FILE` writes."""
+    from specc.compiler.schema import Spec
+
+    return json.dumps(Spec.model_json_schema(), indent=1) + "\n"
+
+
 def main(argv: list[str]) -> int:
-    stale = stale_fallbacks()
-    if stale:
-        print(f"FALLBACK names fields that do not exist: {stale}", file=sys.stderr)
-        return 1
-    text = render()
+    outputs = {OUTPUT: render(), SCHEMA_OUTPUT: render_schema()}
     if "--check" in argv:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run python scripts/gen_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+        stale = [path for path, text in outputs.items()
+                 if not path.exists() or path.read_text(encoding="utf-8") != text]
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run python scripts/gen_reference.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs.items():
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

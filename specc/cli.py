@@ -394,3 +394,7 @@ def main() -> None:
             exc.show()
             sys.exit(2)
         raise
+
+
+if __name__ == "__main__":
+    main()

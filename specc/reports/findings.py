@@ -1,4 +1,5 @@
-"""Verdicts on the paper's claims (NOTES.md, findings table), computed from a spec's results.
+"""Verdicts on the paper's claims (Tang et al. 2024; one Claim each in CLAIMS below), computed
+from a spec's results.
 
 Each claim's check (gap_claims.py, mechanism_claims.py) reads the spec's runs from SQL and
 reduces each replicate to one summary (paired.py): a gap over a shared KL range, a plateau
