@@ -50,7 +50,7 @@ class JobContext:
         every role that names the same job (a golden policy's sampler and evaluator: one 12B judge)."""
         from specc.runtime.judges import load_judge
 
-        job_id = self.spec["upstream"][role]
+        job_id = self.job_json["upstream"][role]
         if job_id not in self._judges:
             self._judges[job_id] = load_judge(self.upstream(role), self.device)
         return self._judges[job_id]

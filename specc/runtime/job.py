@@ -46,7 +46,7 @@ def run_job(job_dir: str | Path, stop_after: int | None = None) -> str:
     """Run (or resume) one job. Returns its id; a finished job returns at once."""
     job = JobDir(job_dir)
     if distributed.launched_ranks() > 1:
-        if job.job()["kind"] in distributed.RANKED_KINDS:
+        if job.job_json()["kind"] in distributed.RANKED_KINDS:
             return _run_ranked(job, stop_after)
         if distributed.launched_rank() > 0:
             return job.id

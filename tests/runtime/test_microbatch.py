@@ -21,7 +21,7 @@ from specc.runtime.context import JobContext
 from specc.runtime.microbatch import micro_slices, share, trimmed
 from specc.runtime.models import load_model
 from specc.runtime.stages.align import build_align
-from specc.runtime.stages.preference import build_preference_model_learner
+from specc.runtime.stages.preference_model import build_preference_model_learner
 from specc.runtime.stages.sft import build_sft
 from tests.runtime.test_real_pipeline import real_run  # noqa: F401  (a fixture)
 
