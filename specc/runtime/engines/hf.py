@@ -45,9 +45,6 @@ class HfEngine:
     def sleep(self) -> None:
         """Nothing is held apart from the learner's module."""
 
-    def stats(self) -> dict:
-        return {}
-
 
 def cut(respond: Responder, responses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(responses, mask) as `respond` returns them: cut after the first EOS where the task has one."""

@@ -18,7 +18,6 @@ import os
 import random
 import shutil
 import tempfile
-import time
 import weakref
 
 import numpy as np
@@ -37,19 +36,27 @@ class VllmEngine:
     name = "vllm"
     _instances: dict[tuple, "_Shared"] = {}
 
-    def __init__(self, respond: Responder, shared: "_Shared"):
-        self.respond, self.shared = respond, shared
+    def __init__(self, respond: Responder, device: torch.device, max_len: int, memory: float):
+        self.respond, self.device, self.max_len, self.memory = respond, device, max_len, memory
 
     @classmethod
     def shared(cls, respond: Responder, device: torch.device, prompt_len: int, memory: float = DEFAULT_MEMORY):
-        key = (device.type, prompt_len + respond.length, memory)
-        if key not in cls._instances:
-            cls._instances[key] = _Shared(device, prompt_len + respond.length, memory)
-        return cls(respond, cls._instances[key])
+        return cls(respond, device, prompt_len + respond.length, memory)
+
+    def _engine(self, model) -> "_Shared":
+        """The process's engine for `model`'s shape (one per shape: weights of another shape
+        cannot be swapped in)."""
+        config = model.config
+        shape = (config.model_type, getattr(config, "activation_function", None) or getattr(config, "hidden_act", None),
+                 tuple((name, tuple(p.shape)) for name, p in model.state_dict().items()))
+        key = (self.device.type, self.max_len, self.memory, shape)
+        if key not in self._instances:
+            self._instances[key] = _Shared(self.device, self.max_len, self.memory)
+        return self._instances[key]
 
     def sync(self, model, step: int | None = None) -> None:
         """Push `model`'s current weights (once per `step` when one is given)."""
-        self.shared.push(model, step)
+        self._engine(model).push(model, step)
 
     def sample(self, model, prompts, prompt_mask, draw, copies: int = 1, draw_rows=None):
         """(responses, mask): `copies` responses per prompt, copy-major rows, request r seeded
@@ -59,7 +66,7 @@ class VllmEngine:
         requests = [rows[r % len(rows)] for r in range(copies * len(rows))]
         global_rows = range(len(requests)) if draw_rows is None else draw_rows[1].tolist()
         params = [self._params(draw.request_seed(r)) for r in global_rows]
-        tokens = self.shared.generate(model, requests, params)
+        tokens = self._engine(model).generate(model, requests, params)
         responses = torch.tensor([self._padded(t) for t in tokens], dtype=prompts.dtype, device=prompts.device)
         return cut(self.respond, responses)
 
@@ -80,14 +87,12 @@ class VllmEngine:
         rows = _unpadded(prompts, prompt_mask)
         params = [SamplingParams(temperature=0.0, max_tokens=self.respond.length, min_tokens=self.respond.length,
                                  ignore_eos=True, detokenize=False)] * len(rows)
-        tokens = self.shared.generate(model, rows, params)
+        tokens = self._engine(model).generate(model, rows, params)
         return cut(self.respond, torch.tensor(tokens, dtype=prompts.dtype, device=prompts.device))
 
     def sleep(self) -> None:
-        self.shared.sleep()
-
-    def stats(self) -> dict:
-        return {"engine/sync_seconds": self.shared.sync_seconds}
+        for engine in self._instances.values():
+            engine.sleep()
 
     def _params(self, seed: int):
         from vllm import SamplingParams
@@ -120,7 +125,6 @@ class _Shared:
         self.device, self.max_len, self.memory = device, max_len, memory
         self.llm, self.folder, self.asleep = None, None, False
         self.holding, self.pushed_at = None, None  # weakref to the module whose weights it holds; its step
-        self.sync_seconds = 0.0
 
     def push(self, model, step: int | None = None) -> None:
         if self.llm is None:
@@ -129,11 +133,9 @@ class _Shared:
             return
         else:
             self._wake()
-            started = time.perf_counter()
             state = [(name, value.detach()) for name, value in model.state_dict().items()]
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state),
                                                                "is_checkpoint_format": True})
-            self.sync_seconds = time.perf_counter() - started
         self.holding, self.pushed_at = weakref.ref(model), step
 
     def generate(self, model, prompts: list[list[int]], params: list) -> list[list[int]]:
@@ -160,7 +162,7 @@ class _Shared:
     def _start(self, model) -> None:
         check_supported(model, self.device)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in this process: colocated, no spawn
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its CPU-backend warnings fill job logs
         from vllm import LLM
 
         self.folder = tempfile.mkdtemp(prefix="specc-vllm-")
@@ -205,6 +207,9 @@ def check_supported(model, device: torch.device) -> None:
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
     head_size = getattr(config, "head_dim", None) or (width // heads if width and heads else None)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        # vLLM would join the job's process group as its own world of one; untested, refused
+        raise ValueError("engine vllm: a job of several ranks samples with engine hf for now")
     if device.type == "cpu" and head_size is not None and head_size not in CPU_HEAD_SIZES:
         raise ValueError(f"engine vllm: the policy's attention heads have {head_size} dimensions, but vLLM's CPU "
                          f"attention supports {', '.join(map(str, CPU_HEAD_SIZES))}: use engine hf, or a wider "
