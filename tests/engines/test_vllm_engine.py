@@ -111,3 +111,38 @@ def test_a_head_size_vllms_cpu_attention_lacks_is_refused_up_front():
 
     with pytest.raises(ValueError, match="heads have 16 dimensions.*tiny sizes M and L"):
         check_supported(build_policy({"family": "tiny", "size": "S"}, VOCAB, 24, 0), CPU)
+
+
+def _left_padded(n: int):
+    """Prompts of 3 to 8 real tokens, left-padded with 0 (real data's layout)."""
+    prompts, mask = _prompts(n, seed=7), torch.ones(n, PROMPT, dtype=torch.long)
+    for row in range(n):
+        mask[row, : row % 6] = 0
+    return prompts * mask, mask
+
+
+def test_left_padded_prompts_continue_as_in_the_hf_engine(engines):
+    hf, vllm = engines
+    model = _model(0)
+    prompts, mask = _left_padded(12)
+    assert torch.equal(vllm.greedy(model, prompts, mask)[0], hf.greedy(model, prompts, mask)[0])
+
+
+def test_sampled_responses_stop_at_eos_and_are_masked_after_it():
+    from specc.runtime.engines.vllm import VllmEngine
+
+    eos, pad = 5, 0
+    engine = VllmEngine.shared(Responder(LENGTH, eos_id=eos, pad_id=pad), CPU, PROMPT)
+    prompts, mask = _left_padded(32)
+    responses, response_mask = engine.sample(_model(4, spread=0.05), prompts, mask, Draw(0, "eos", 0), copies=2)
+    assert responses.shape == (64, LENGTH) and response_mask.shape == (64, LENGTH)
+    stopped = 0
+    for tokens, kept in zip(responses.tolist(), response_mask.tolist()):
+        length = sum(kept)
+        assert kept == [1] * length + [0] * (LENGTH - length)
+        if eos in tokens:
+            stopped += 1
+            assert tokens.index(eos) == length - 1 and tokens[length:] == [pad] * (LENGTH - length)
+        else:
+            assert length == LENGTH
+    assert stopped > 10  # ~1 - (31/32)^16 = 40% of responses draw the EOS somewhere
