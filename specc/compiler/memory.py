@@ -8,8 +8,9 @@ sampling (its KV cache), one chunk of judging (with the judges that wait on the 
 evaluations). Activations per token and layer are 10 d + 2 I elements (d the
 width, I the MLP width: inputs of the norms, projections, attention and MLP, measured on
 GPTNeoX), or d under activation checkpointing plus one layer recomputed; logits are kept only
-at response positions. `tests/compiler/test_memory.py` checks the parameter and activation
-terms against models built from config; the GPU figures (bf16 compute) are unmeasured.
+at response positions. `tests/runtime/test_memory_estimate.py` checks the parameter and
+activation terms and a training step's peak (CPU, float32) against models built from config;
+the GPU figures (bf16 compute) are unmeasured.
 
 `specc plan` shows the estimate; `specc validate` refuses a job that cannot fit its stage's
 resources and names the settings that would make it fit.
