@@ -126,7 +126,8 @@ def _memory_cell(memory: dict | None) -> str:
         return "unknown model"
     where = f"/{memory['gpu_mem_gb']} per GPU" if memory["gpus"] else ""
     flag = "" if memory["fits"] else " [red]does not fit[/red]"
-    return f"{memory['device']:.1f}{where} / {memory['host']:.1f}{flag}"
+    sharded = f" ({' and '.join(memory['frozen_sharded'])} sharded)" if memory.get("frozen_sharded") else ""
+    return f"{memory['device']:.1f}{where} / {memory['host']:.1f}{sharded}{flag}"
 
 
 def _state(jd) -> str:

@@ -2,7 +2,8 @@
 
 A training job keeps float32 master weights, gradients and two AdamW moments (16 bytes a
 parameter, sharded over the stage's GPUs), a bf16 copy of its weights under autocast, its
-frozen models (the reference; judges, once each; whole on every GPU) in their saved dtype, and
+frozen models in their saved dtype (judges, once each, whole on every GPU; an align job's
+reference sharded over its GPUs like the policy, plus one gathered block), and
 at its peak the largest of: one micro-batch's saved activations and logits, one chunk of
 sampling (its KV cache), one chunk of judging (with the judges that wait on the host between
 evaluations). Activations per token and layer are 10 d + 2 I elements (d the
@@ -178,7 +179,7 @@ def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
     if job.kind in ("dataset", "oracle"):
         return Estimate()
     widths, gpu = _widths(job, by_id), gpus > 0
-    shards = max(1, gpus)  # the trained model is sharded (FSDP); frozen models are whole on every GPU
+    shards = max(1, gpus)  # the trained model and the reference are sharded (FSDP); judges are whole
     out = Estimate()
     # on a GPU, an align job's judges that only evaluations read wait on the host between them
     parked = gpu and job.kind == "align" and not job.config["sampler"]["online"]
@@ -193,7 +194,7 @@ def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
             if parked:
                 out.judging += shape.params * nbytes + chunk
             else:
-                out.frozen += shape.params * nbytes
+                out.frozen += frozen_bytes(shape, nbytes, shards if _shards_judges(job) else 1)
                 out.judging = max(out.judging, chunk)
     if job.kind == "label":
         return out
@@ -220,7 +221,7 @@ def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
         if job.config["model"].get("family") == "hub" and "init" not in job.upstream:
             out.host += n * 4
     else:  # align: the policy, its frozen reference, sampling and evaluation
-        out.frozen += n * nbytes
+        out.frozen += frozen_bytes(shape, nbytes, shards)
         family = (_model_of(job, by_id)[0] or {}).get("family", "tiny")
         shared = not (train.get("grad_checkpointing") and family != "tiny")
         tokens = P + 2 * (R - 1) if shared else 2 * (P + R)
@@ -234,6 +235,21 @@ def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
         if "vllm" in engines and gpu:
             out.sampling = max(out.sampling, VLLM_SHARE * gpu_gb * GB + kept_logits)
     return out
+
+
+def _shards_judges(job) -> bool:
+    """Whether a job's judges are sharded over its ranks, as runtime.context loads them: an
+    online align job's (an offline one's wait whole on the host between evaluations)."""
+    return job.kind == "align" and bool(job.config["sampler"]["online"])
+
+
+def frozen_bytes(shape: Shape, nbytes: int, shards: int) -> float:
+    """A frozen model per GPU: whole on one GPU; over several, its shard and one transformer
+    block gathered for the forward under way (runtime.distributed.shard_frozen)."""
+    if shards == 1:
+        return shape.params * nbytes
+    block = 4 * shape.width ** 2 + 2 * shape.width * shape.mlp
+    return shape.params * nbytes / shards + block * nbytes
 
 
 def _sampling_bytes(shape: Shape, rows: int, length: int) -> float:
@@ -254,7 +270,9 @@ def plan_memory(plan) -> dict[str, dict | None]:
     for job in plan.jobs:
         gpus, gpu_gb, host_gb = resources(plan.executor, job.stage)
         found = estimate(job, by_id, gpus, gpu_gb)
+        sharded = [] if gpus < 2 or job.kind != "align" else ["reference", *(["judges"] if _shards_judges(job) else [])]
         out[job.id] = None if found is None else {**found.to_json(), "gpus": gpus, "gpu_mem_gb": gpu_gb,
+                                                   "frozen_sharded": sharded,
                                                    "mem_gb": host_gb, "fits": _fits(found, gpus, gpu_gb, host_gb)}
     return out
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from specc.contracts import policy_filename
+from specc.runtime import distributed
 from specc.runtime.jobdir import JobDir
 
 
@@ -52,7 +53,12 @@ class JobContext:
 
         job_id = self.job_json["upstream"][role]
         if job_id not in self._judges:
-            self._judges[job_id] = load_judge(self.upstream(role), self.device)
+            judge = load_judge(self.upstream(role), self.device)
+            if distributed.world() > 1 and isinstance(judge, torch.nn.Module) and self.has("sampler.online"):
+                # over several ranks, an online job's judges are sharded (runtime.distributed);
+                # an offline job's are whole, to wait on the host between evaluations
+                judge = distributed.shard_frozen(judge)
+            self._judges[job_id] = judge
         return self._judges[job_id]
 
 

@@ -12,7 +12,10 @@ What the ranks share out and what they keep whole:
   takes its rows of them, so N ranks sample what one process samples;
 - the trained model is sharded (`fully_shard` per transformer block, then the whole),
   bf16 compute with float32 master weights and reductions on a GPU, float32 on the CPU;
-  frozen models (reference, judges) are replicated;
+  frozen models are sharded the same way (`shard_frozen`: forward-only, in their saved
+  dtype): an align job's reference always, and its judges (proxy and golden preference
+  models) when it samples online; an offline job's judges, which only evaluations read and
+  which wait on the host between them on a GPU, stay whole (compiler.memory plans the same);
 - rank 0 alone writes metrics, status, artifacts and the online stream; evaluation runs on
   every rank (a sharded forward needs them all) and rank 0 records it.
 
@@ -178,6 +181,39 @@ def shard(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     if hasattr(model, "logit"):
         register_fsdp_forward_method(model, "logit")
     return model
+
+
+def shard_frozen(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen model (a reference or a judge) sharded like the trained one, for forwards
+    only: it keeps its saved dtype (no casting policy; autocast applies as it does whole), and
+    every rank must call its forwards in lockstep (the same number of chunks), which the
+    rank-shared batch and evaluation on every rank do. Nothing happens on one process."""
+    model.requires_grad_(False)
+    if world() == 1:
+        return model
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+    for block in transformer_blocks(model):
+        fully_shard(block)
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None:  # a judge's body, which its shared-prompt path calls directly
+        fully_shard(backbone)
+    fully_shard(model)
+    if hasattr(model, "logit"):
+        register_fsdp_forward_method(model, "logit")
+    return model
+
+
+def every_rank(flag: bool) -> bool:
+    """Whether `flag` holds on every rank: a choice that decides whether a sharded model's
+    forward runs must be the same on all of them."""
+    if world() == 1:
+        return bool(flag)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces GPU tensors only
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
 
 
 def transformer_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -62,3 +62,17 @@ def test_a_vllm_engine_is_planned_at_its_share_of_the_gpu():
     vllm = estimate(replace(online, config={**online.config, "sampler": {**online.config["sampler"], "engine": "vllm"}}),
                     by_id, 1, 80)
     assert vllm.sampling >= 8e9 and vllm.sampling >= hf.sampling
+
+
+def test_an_align_jobs_frozen_models_are_sharded_over_its_gpus():
+    spec = PAPER / "fig10-11-14-scaling.yaml"
+    plan = compile_spec(spec, profile="full")
+    by_id, memory = plan.by_id(), plan_memory(plan)
+    online = next(j for j in plan.jobs if j.stage == "online" and "pythia-12b" in str(j.sweep))
+    whole, sharded = estimate(online, by_id, 1), estimate(online, by_id, 8)
+    # the 12B reference and the judges: an eighth each, plus one gathered block
+    assert whole.frozen / 8 < sharded.frozen < whole.frozen / 4
+    assert memory[online.id]["frozen_sharded"] == ["reference", "judges"] and memory[online.id]["gpu_mem_gb"] == 80
+    offline = next(j for j in plan.jobs if j.stage == "offline" and "pythia-12b" in str(j.sweep))
+    assert memory[offline.id]["frozen_sharded"] == ["reference"] and memory[offline.id]["fits"]
+    assert memory[next(j.id for j in plan.jobs if j.stage == "golden_policy")]["frozen_sharded"] == []

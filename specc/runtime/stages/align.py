@@ -40,8 +40,8 @@ def build_align(ctx: JobContext) -> Learner:
     `step_fn` and `eval_fn` directly)."""
     config, train, device = ctx.config, ctx.config["train"], ctx.device
     reference = ctx.policy("init")  # pi_sft in the paper: the init, frozen, in its saved dtype
-    reference.requires_grad_(False)
     saved_dtype = weights_dtype(reference)  # the policy is saved as its init was
+    reference = distributed.shard_frozen(reference)  # over the ranks, as the trained policy is
     policy = master_weights(ctx.policy("init"))
     if train.get("grad_checkpointing"):
         enable_checkpointing(policy)
@@ -101,6 +101,8 @@ class ReferenceLogps:
             self.pairs, self.rows = sampler.pairs, sampler.rows
             visited = train["steps"] * train["batch_size"]
             cached = cache.load() if cache else None
+            if not distributed.every_rank(cached is not None):  # all ranks precompute, or none
+                cached = None
             if cached is not None:
                 self.table = cached
             elif visited * PRECOMPUTE_WORTH >= len(self.pairs["prompt"]):
@@ -114,8 +116,9 @@ class ReferenceLogps:
         if self.table is not None:
             rows = self.rows(step)
             # a guard, not a lookup key: if the sampler ever drew differently, compute instead
-            if all(torch.equal(self.pairs[name][rows].to(self.device), batch[name])
-                   for name in ("prompt", "chosen", "rejected")):
+            # (on every rank, whose sharded reference forwards go together)
+            if distributed.every_rank(all(torch.equal(self.pairs[name][rows].to(self.device), batch[name])
+                                          for name in ("prompt", "chosen", "rejected"))):
                 rows = rows.to(self.device)
                 return self.table[0][rows], self.table[1][rows]
         with torch.no_grad():
