@@ -58,7 +58,7 @@ def enable_checkpointing(model: torch.nn.Module) -> None:
     """Recompute each transformer block in the backward instead of keeping its activations.
     transformers' own switch; specc's GPT-2 forward honours it too (runtime.gpt2)."""
     target = getattr(model, "backbone", model)  # a preference model checkpoints its transformer
-    target.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def trimmed(batch: dict) -> dict:

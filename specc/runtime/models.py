@@ -202,7 +202,7 @@ def _shared_prompt_logits_hf(model, prompts, responses, prompt_mask, copies):
     responses (all but their last token, whose next-token logits nobody needs). Under
     transformers' gradient checkpointing a training forward keeps no cache: the prompt is then
     computed with each response."""
-    if model.training and getattr(model, "is_activation_checkpointing", False):  # with or without gradients
+    if model.training and getattr(model, "is_gradient_checkpointing", False):  # with or without gradients
         return response_logits(model, prompts.repeat(copies, 1), responses,
                                None if prompt_mask is None else prompt_mask.repeat(copies, 1))
     prompt_mask = torch.ones_like(prompts) if prompt_mask is None else prompt_mask.long()

@@ -56,6 +56,23 @@ def records(n: int, rng: np.random.Generator) -> list[dict]:
     return out
 
 
+def run_real_spec(root, spec_template: str, lm, rows: list[dict]) -> dict[str, JobDir]:
+    """Save `lm` and the word tokenizer under `root`, write `rows` as a jsonl file, fill the
+    spec template's {model}, {data} and {tokenizer}, run every job in-process: jobs by stage."""
+    word_tokenizer().save_pretrained(root / "tokenizer")
+    lm.save_pretrained(root / "lm")
+    word_tokenizer().save_pretrained(root / "lm")
+    with open(root / "prefs.jsonl", "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    spec = root / "spec.yaml"
+    spec.write_text(spec_template.format(model=root / "lm", data=root / "prefs.jsonl", tokenizer=root / "tokenizer"))
+    plan = compile_spec(spec)
+    result = run_local(plan, root / "ws", kind="debug")
+    assert result.ok, result.failed
+    return {job.stage: JobDir(root / "ws" / "jobs" / job.id) for job in plan.jobs}
+
+
 SPEC = """
 name: real-tiny
 defaults:
@@ -86,21 +103,7 @@ executor: {{kind: debug}}
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real")
-    word_tokenizer().save_pretrained(root / "tokenizer")
-    lm = tiny_lm()
-    lm.save_pretrained(root / "lm")
-    word_tokenizer().save_pretrained(root / "lm")
-    with open(root / "prefs.jsonl", "w") as fh:
-        for row in records(80, np.random.default_rng(0)):
-            fh.write(json.dumps(row) + "\n")
-    spec = root / "real.yaml"
-    spec.write_text(SPEC.format(model=root / "lm", data=root / "prefs.jsonl", tokenizer=root / "tokenizer"))
-    plan = compile_spec(spec)
-    result = run_local(plan, root / "ws", kind="debug")
-    assert result.ok, result.failed
-    jobs = {job.stage: JobDir(root / "ws" / "jobs" / job.id) for job in plan.jobs}
-    return jobs
+    return run_real_spec(tmp_path_factory.mktemp("real"), SPEC, tiny_lm(), records(80, np.random.default_rng(0)))
 
 
 def metrics(job: JobDir) -> dict[str, dict[int, float]]:

@@ -17,10 +17,7 @@ import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from specc.compiler.plan import compile_spec
-from specc.runtime.executor import run_local
-from specc.runtime.jobdir import JobDir
-from tests.runtime.test_real_pipeline import EOS, PAD, WORDS, metrics, word_tokenizer
+from tests.runtime.test_real_pipeline import EOS, PAD, WORDS, metrics, run_real_spec, word_tokenizer
 
 SPEC = """
 name: realistic
@@ -59,21 +56,11 @@ def long_records(n: int, rng: np.random.Generator) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def realistic_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("realistic")
     torch.manual_seed(0)
     config = GPTNeoXConfig(vocab_size=len(word_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                            intermediate_size=64, max_position_embeddings=512, eos_token_id=EOS, pad_token_id=PAD)
-    GPTNeoXForCausalLM(config).save_pretrained(root / "lm")
-    word_tokenizer().save_pretrained(root / "lm")
-    with open(root / "prefs.jsonl", "w") as fh:
-        for row in long_records(90, np.random.default_rng(0)):
-            fh.write(json.dumps(row) + "\n")
-    spec = root / "spec.yaml"
-    spec.write_text(SPEC.format(model=root / "lm", data=root / "prefs.jsonl", tokenizer=root / "lm"))
-    plan = compile_spec(spec)
-    result = run_local(plan, root / "ws", kind="debug")
-    assert result.ok, result.failed
-    return {job.stage: JobDir(root / "ws" / "jobs" / job.id) for job in plan.jobs}
+    return run_real_spec(tmp_path_factory.mktemp("realistic"), SPEC, GPTNeoXForCausalLM(config),
+                         long_records(90, np.random.default_rng(0)))
 
 
 def test_every_stage_kind_runs_at_full_widths(realistic_run):
