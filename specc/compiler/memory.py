@@ -2,8 +2,8 @@
 
 A training job keeps float32 master weights, gradients and two AdamW moments (16 bytes a
 parameter, sharded over the stage's GPUs), a bf16 copy of its weights under autocast, its
-frozen models in their saved dtype (judges, once each, whole on every GPU; an align job's
-reference sharded over its GPUs like the policy, plus one gathered block), and
+frozen models in their saved dtype (an align job's reference, and an online one's judges,
+sharded over its GPUs like the policy plus one gathered block; other judges, once each, whole), and
 at its peak the largest of: one micro-batch's saved activations and logits, one chunk of
 sampling (its KV cache), one chunk of judging (with the judges that wait on the host between
 evaluations). Activations per token and layer are 10 d + 2 I elements (d the
@@ -179,7 +179,7 @@ def estimate(job, by_id, gpus: int = 1, gpu_gb: int = 80) -> Estimate | None:
     if job.kind in ("dataset", "oracle"):
         return Estimate()
     widths, gpu = _widths(job, by_id), gpus > 0
-    shards = max(1, gpus)  # the trained model and the reference are sharded (FSDP); judges are whole
+    shards = max(1, gpus)  # the trained model, the reference and an online job's judges are sharded (FSDP)
     out = Estimate()
     # on a GPU, an align job's judges that only evaluations read wait on the host between them
     parked = gpu and job.kind == "align" and not job.config["sampler"]["online"]
