@@ -3,6 +3,7 @@ responses equal, sampled ones follow the policy's distribution, draws reproducib
 request, weights pushed by `sync`. One engine serves the whole module (it starts in ~10-60 s)."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ pytestmark = needs_vllm
 
 VOCAB, PROMPT, LENGTH = 32, 8, 16
 CPU = torch.device("cpu")
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+LAUNCHER_BEFORE = {key: os.environ.get(key) for key in LAUNCHER_VARIABLES}  # before any engine starts
 
 
 def _model(seed: int, spread: float = 0.3):
@@ -146,3 +149,11 @@ def test_sampled_responses_stop_at_eos_and_are_masked_after_it():
         else:
             assert length == LENGTH
     assert stopped > 10  # ~1 - (31/32)^16 = 40% of responses draw the EOS somewhere
+
+
+def test_a_started_engine_leaves_no_launcher_variables_behind(engines):
+    """vLLM's CPU platform sets torch.distributed's launcher variables in the process; a SLURM
+    job of several ranks submitted later from the same process would inherit them."""
+    hf, vllm = engines
+    vllm.greedy(_model(0), _prompts(4))  # the engine has started by now
+    assert {key: os.environ.get(key) for key in LAUNCHER_VARIABLES} == LAUNCHER_BEFORE

@@ -172,6 +172,7 @@ class _Shared:
         # put back
         set_threads, threads = torch.set_num_threads, torch.get_num_threads()
         states = random.getstate(), np.random.get_state()
+        launcher = {key: os.environ.get(key) for key in _LAUNCHER_VARIABLES}
         with torch.random.fork_rng(devices=[]):
             self.llm = LLM(model=self.folder, skip_tokenizer_init=True, generation_config="vllm",
                            dtype="float32" if self.device.type == "cpu" else "bfloat16",
@@ -183,9 +184,24 @@ class _Shared:
                            enable_sleep_mode=self.device.type == "cuda")
         torch.set_num_threads = set_threads
         torch.set_num_threads(threads)
+        _restore(launcher, _LAUNCHER_VARIABLES)
         random.setstate(states[0])
         np.random.set_state(states[1])
         weakref.finalize(self, shutil.rmtree, self.folder, True)
+
+
+# vLLM's CPU platform sets torch.distributed's launcher variables (LOCAL_WORLD_SIZE, ...) in
+# this process's environment; left there, a job launched later from it (a SLURM job of several
+# ranks submitted by the same process) would inherit them and refuse to start
+_LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _restore(saved: dict, keys) -> None:
+    for key in keys:
+        if saved[key] is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved[key]
 
 
 def kv_cache_bytes(config, rows: int, max_len: int, dtype_bytes: int) -> int:
