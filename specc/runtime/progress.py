@@ -14,12 +14,10 @@ W&B; see `runtime.sinks`), which only see what the job dir also records.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
-from specc.runtime.jobdir import JobDir
+from specc.runtime.jobdir import JobDir, atomic_write_bytes
 
 PROGRESS = "progress.json"
 WRITE_EVERY_S = 1.0
@@ -89,7 +87,8 @@ class Progress:
                   "longest_gap_s": self.longest_gap_s,
                   "metrics": _numbers(self.metrics), "eval_step": self.eval_step, "eval": _numbers(self.evals)}
         try:
-            _replace_text(self.path, json.dumps(record))
+            # no fsync: losing the last progress record in a crash costs nothing, a sync a second would
+            atomic_write_bytes(self.path, json.dumps(record).encode(), fsync=False)
         except OSError:
             pass  # progress is for people watching; a full or read-only disk must not stop training
 
@@ -102,16 +101,3 @@ def _numbers(metrics: dict) -> dict:
         except (TypeError, ValueError):
             continue
     return {k: v for k, v in out.items() if v == v and abs(v) != float("inf")}  # JSON has no nan / inf
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file. No fsync: losing
-    the last progress record in a crash costs nothing, and an fsync a second would."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
