@@ -133,10 +133,7 @@ def response_logits(model, prompts: torch.Tensor, responses: torch.Tensor,
     if prompt_mask is None and gpt2.is_plain_lm(model):
         return _gpt2_logits(model, tokens)[:, prompts.shape[1] - 1: -1]
     if not torch.is_grad_enabled() and len(tokens) > ROWS_PER_FORWARD:
-        n = ROWS_PER_FORWARD
-        return torch.cat([response_logits(model, prompts[i:i + n], responses[i:i + n],
-                                          None if prompt_mask is None else prompt_mask[i:i + n])
-                          for i in range(0, len(tokens), n)])
+        return in_row_chunks(lambda *rows: response_logits(model, *rows), prompts, responses, prompt_mask)
     extra = {}
     if prompt_mask is not None:
         attention = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)
@@ -144,6 +141,15 @@ def response_logits(model, prompts: torch.Tensor, responses: torch.Tensor,
     # no KV cache, and logits only at the positions read (a 1,024-token prompt's would be 8x the rest)
     logits = model(input_ids=tokens, use_cache=False, logits_to_keep=responses.shape[1] + 1, **extra).logits
     return logits[:, :-1]
+
+
+def in_row_chunks(fn, *tensors) -> torch.Tensor:
+    """`fn` over ROWS_PER_FORWARD rows of `tensors` at a time (None passes through as None),
+    the results concatenated: a gradient-free forward over many rows holds one chunk's
+    activations at a time."""
+    n = ROWS_PER_FORWARD
+    return torch.cat([fn(*(None if t is None else t[i:i + n] for t in tensors))
+                      for i in range(0, len(tensors[0]), n)])
 
 
 def shared_prompt_logprobs(model, prompts: torch.Tensor, responses: torch.Tensor,

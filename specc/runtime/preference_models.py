@@ -27,7 +27,7 @@ from transformers import GPT2Config, GPT2Model
 
 from specc.runtime.jobdir import JobDir, atomic_write_json
 from specc.runtime.models import (ROWS_PER_FORWARD, TINY_ACTIVATION, TINY_SIZES, last_hidden, positions,
-                                  shared_prompt_hidden)
+                                  in_row_chunks, shared_prompt_hidden)
 from specc.runtime.models_hub import resolve_dtype
 
 
@@ -65,8 +65,7 @@ class PreferenceModel(torch.nn.Module):
         if attention_mask is None:
             return self._read(last_hidden(self.backbone, tokens)[:, -1])
         if not torch.is_grad_enabled() and len(tokens) > ROWS_PER_FORWARD:  # judging many rows: in chunks
-            return torch.cat([self._score(tokens[i:i + ROWS_PER_FORWARD], attention_mask[i:i + ROWS_PER_FORWARD])
-                              for i in range(0, len(tokens), ROWS_PER_FORWARD)])
+            return in_row_chunks(self._score, tokens, attention_mask)
         hidden = self.backbone(input_ids=tokens, attention_mask=attention_mask, position_ids=positions(attention_mask),
                                use_cache=False).last_hidden_state
         last = hidden[torch.arange(len(tokens), device=tokens.device), last_real_index(attention_mask)]
